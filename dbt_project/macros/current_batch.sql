@@ -1,0 +1,37 @@
+{#
+  Defensive de-duplication of deliveries: should a raw table ever hold more than one ingestion batch
+  for the same _data_date (a re-delivery appended instead of replacing the day), only the most
+  recently ingested batch of that date is current. When every day has one batch this is a no-op. Returns a SELECT of the raw rows whose
+  _data_date satisfies `date_predicate` and that belong to the latest batch of their _data_date.
+#}
+{% macro select_current_batch(source_relation, date_predicate) -%}
+    select raw_rows.*
+    from (select * from {{ source_relation }} where {{ date_predicate }}) as raw_rows
+    semi join (
+        select _data_date, arg_max(_batch_id, _ingested_at) as _batch_id
+        from {{ source_relation }}
+        where {{ date_predicate }}
+        group by _data_date
+    ) as current_batches
+        on raw_rows._data_date = current_batches._data_date
+        and raw_rows._batch_id is not distinct from current_batches._batch_id
+{%- endmacro %}
+
+
+{#
+  Reference tables (planes, airports, airlines) arrive as a full snapshot every day. Select the
+  latest snapshot delivered on or before end_date (falling back to the earliest snapshot when the
+  run range precedes every delivery), and within it the latest batch.
+#}
+{% macro select_reference_snapshot(source_relation) -%}
+    {%- set snapshot_date -%}
+        (
+            select coalesce(
+                max(_data_date) filter (where _data_date <= {{ range_end() }}),
+                min(_data_date)
+            )
+            from {{ source_relation }}
+        )
+    {%- endset -%}
+    {{ select_current_batch(source_relation, '_data_date = ' ~ snapshot_date) }}
+{%- endmacro %}

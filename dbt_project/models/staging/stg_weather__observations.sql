@@ -1,0 +1,78 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='data_date',
+    )
+}}
+
+with
+
+source as (
+
+    {{ select_current_batch(source('raw', 'weather'), in_run_range('_data_date')) }}
+
+),
+
+typed as (
+
+    select
+        upper(trim(origin)) as origin,
+        try_cast(time_hour as timestamptz) at time zone 'UTC' as observed_at_utc,
+        try(make_date(
+            try_cast(year as integer),
+            try_cast(month as integer),
+            try_cast(day as integer)
+        )) as obs_date,
+        try_cast(hour as integer) as obs_hour,
+        try_cast(temp as double) as temp_f,
+        try_cast(dewp as double) as dewpoint_f,
+        try_cast(humid as double) as humidity_pct,
+        try_cast(wind_dir as double) as wind_dir_deg,
+        try_cast(wind_speed as double) as wind_speed_raw_mph,
+        try_cast(wind_gust as double) as wind_gust_mph,
+        try_cast(precip as double) as precip_in,
+        try_cast(pressure as double) as pressure_mb,
+        try_cast(visib as double) as visibility_mi,
+        _data_date as data_date,
+        _source_file,
+        _batch_id,
+        _row_number
+
+    from source
+
+),
+
+deduplicated as (
+
+    -- one observation per airport and UTC hour: keep the first delivered row
+    select *
+    from typed
+    qualify row_number() over (
+        partition by origin, observed_at_utc
+        order by data_date, _row_number
+    ) = 1
+
+)
+
+select
+    origin,
+    observed_at_utc,
+    obs_date,
+    obs_hour,
+    temp_f,
+    dewpoint_f,
+    humidity_pct,
+    wind_dir_deg,
+    -- physically impossible readings (the feed has a 1,048 mph wind) are nulled, and flagged
+    case when wind_speed_raw_mph > 200 then null else wind_speed_raw_mph end as wind_speed_mph,
+    coalesce(wind_speed_raw_mph > 200, false) as is_wind_speed_outlier,
+    wind_gust_mph,
+    precip_in,
+    pressure_mb,
+    visibility_mi,
+    data_date,
+    _source_file,
+    _batch_id
+
+from deduplicated

@@ -1,0 +1,29 @@
+"""Small builders for the metadata and tags that every asset carries."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+
+from governance.catalog import Dataset
+
+
+def column_schema(columns: dict[str, str], descriptions: dict[str, str] | None = None) -> dg.TableSchema:
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, kind, description=descriptions.get(name)) for name, kind in columns.items()]
+    )
+
+
+def owner_tags(dataset: Dataset) -> dict[str, str]:
+    """Catalog attributes as Dagster tags, filterable in the UI."""
+    return {"domain": dataset.domain, "classification": dataset.classification}
+
+
+def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
+    rows = connection.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+        {"schema": schema, "table": table},
+    ).fetchall()
+    return dict(rows)

