@@ -27,3 +27,11 @@ def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str
         {"schema": schema, "table": table},
     ).fetchall()
     return dict(rows)
+
+
+def table_version(connection: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> str:
+    """A content fingerprint of a table's rows (order-independent): equal content gives the same version."""
+    rows, fingerprint = connection.execute(
+        f"SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM {relation} t WHERE {where}"
+    ).fetchall()[0]
+    return f"{rows}-{fingerprint:016x}"

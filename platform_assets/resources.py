@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,9 +13,12 @@ from dagster_dbt import DbtCliResource
 
 from platform_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
 
-# One pool for everything that opens the DuckDB file: DuckDB allows one writing process per file, so the
-# instance's pool limit (dagster.yaml: concurrency.pools) serializes these steps across runs and processes.
-WAREHOUSE_POOL = "duckdb_warehouse"
+# DuckDB allows one writing process per file. Every step that opens the warehouse carries this op tag, and
+# the executor (definitions.py) runs at most one such step at a time within a run; the instance's run queue
+# (dagster.yaml) runs one run at a time. Dagster concurrency pools would say this more directly, but with
+# sqlite instance storage (dagster 1.13.27) every pooled step stays "blocked by limit" and the run hangs.
+WAREHOUSE_OP_TAGS = {"platform/warehouse": "duckdb"}
+WAREHOUSE_STEP_LIMIT = [{"key": "platform/warehouse", "value": "duckdb", "limit": 1}]
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -59,7 +63,12 @@ def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
-        "dbt": DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR)),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            # The dbt installed beside this interpreter, whether or not the venv is activated.
+            dbt_executable=os.path.join(os.path.dirname(sys.executable), "dbt"),
+        ),
         "mlflow": MlflowResource(
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifact_location
         ),

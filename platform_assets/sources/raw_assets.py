@@ -12,7 +12,7 @@ import duckdb
 from governance.catalog import load_catalog
 from platform_assets.metadata import column_schema, owner_tags
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
-from platform_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
 from platform_assets.simulator.deliver import days_between, manifest_path
 from platform_assets.sources.definitions import SOURCES, SourceDefinition, landing_file
@@ -107,42 +107,61 @@ def ingest(
     return dict(counts)
 
 
-def build_raw_asset(source: SourceDefinition) -> dg.AssetsDefinition:
+def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
     key = dg.AssetKey(["raw", source.name])
     dataset = load_catalog().dataset(key.to_user_string())
-
-    @dg.asset(
+    return dg.AssetSpec(
         key=key,
         group_name="raw",
         description=f"{source.description}\n\nLanded as `{source.landing_path}` ({source.format}) by the "
         f"{source.system}; loaded as delivered into `raw.{source.name}` with the source file, its sha256, "
         "the batch id and the ingestion time of every row.",
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        pool=WAREHOUSE_POOL,
         kinds={"duckdb", source.format},
         owners=[f"team:{dataset.owner}"],
         tags=owner_tags(dataset),
-        metadata={"dagster/column_schema": column_schema(source.raw_columns), "dagster/table_name": f"raw.{source.name}"},
+        metadata={
+            "dagster/column_schema": column_schema(source.raw_columns),
+            "dagster/table_name": f"raw.{source.name}",
+        },
+        skippable=True,
     )
-    def raw_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+
+
+def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinition:
+    """One raw asset per source definition. They share one step (one process start, one warehouse
+    connection) and can be materialized individually."""
+    source_by_key = {dg.AssetKey(["raw", name]): source for name, source in sources.items()}
+
+    @dg.multi_asset(
+        name="raw_ingestion",
+        specs=[raw_asset_spec(source) for source in sources.values()],
+        partitions_def=daily_partitions,
+        backfill_policy=single_run,
+        op_tags=WAREHOUSE_OP_TAGS,
+        can_subset=True,
+    )
+    def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         first_day, last_day = partition_dates(context)
-        batch_id = f"{context.run_id}:{source.name}:{first_day}:{last_day}"
+        landing_dir = load_settings().landing_dir
         with warehouse.connect() as connection:
-            per_day = ingest(connection, source, load_settings().landing_dir, first_day, last_day, batch_id)
-            total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
-        loaded = sum(per_day.values())
-        context.log.info(f"raw.{source.name}: {loaded:,} rows for {first_day}..{last_day} (batch {batch_id})")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": loaded,
-                "rows_in_table": total,
-                "days_loaded": len(per_day),
-                "batch_id": batch_id,
-            }
-        )
+            for key in sorted(context.selected_asset_keys):
+                source = source_by_key[key]
+                batch_id = f"{context.run_id}:{source.name}:{first_day}:{last_day}"
+                per_day = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
+                total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
+                loaded = sum(per_day.values())
+                context.log.info(f"raw.{source.name}: {loaded:,} rows for {first_day}..{last_day}")
+                yield dg.MaterializeResult(
+                    asset_key=key,
+                    metadata={
+                        "dagster/row_count": total,
+                        "rows_loaded_this_run": loaded,
+                        "days_loaded": f"{first_day}..{last_day} ({len(per_day)} days)",
+                        "batch_id": batch_id,
+                    },
+                )
 
-    return raw_source
+    return raw_ingestion
 
 
-raw_assets = [build_raw_asset(source) for source in SOURCES.values()]
+raw_assets = build_raw_assets(SOURCES)

@@ -12,7 +12,7 @@ from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from governance.catalog import load_catalog
 from platform_assets.metadata import column_schema, owner_tags, table_columns
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
-from platform_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -75,7 +75,9 @@ def _with_table_metadata(
 
 def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[dg.TableColumn]:
     declared = context.assets_def.specs_by_key[key].metadata.get("dagster/column_schema")
-    return list(declared.schema.columns) if declared else []
+    if isinstance(declared, dg.TableSchemaMetadataValue):
+        declared = declared.schema
+    return list(declared.columns) if declared else []
 
 
 @dbt_assets(
@@ -84,7 +86,7 @@ def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> li
     dagster_dbt_translator=translator,
     partitions_def=daily_partitions,
     backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
+    op_tags=WAREHOUSE_OP_TAGS,
     name="dbt_cleaned_and_features",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):

@@ -1,0 +1,31 @@
+"""The Dagster instance under <data>/dagster_home: local sqlite storage by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platform_assets.settings import Settings
+
+DAGSTER_YAML = """\
+# Dagster instance of this data platform (written by platform_assets.instance; edit freely, it is kept).
+# Storage: sqlite files in this folder. For a team deployment, replace with `storage: postgres:` (README).
+concurrency:
+  runs:
+    # DuckDB allows one writing process per warehouse file: queued runs start one at a time. Within a run,
+    # the executor runs one warehouse step at a time (platform_assets/definitions.py).
+    max_concurrent_runs: 1
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_instance(settings: Settings) -> Path:
+    """Create DAGSTER_HOME with its dagster.yaml if missing, point this process at it, return it."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

@@ -1,0 +1,79 @@
+"""The delay classifier: features in, probability of arriving more than 15 minutes late out. Pure logic."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
+
+CATEGORICAL_FEATURES = ["carrier", "origin", "dest"]
+NUMERIC_FEATURES = [
+    "sched_dep_hour", "day_of_week", "month", "distance", "plane_age_years", "plane_seats", "has_known_plane",
+    "temp_f", "wind_speed_mph", "visibility_mi", "precip_in", "humidity_pct", "pressure_mb",
+    "route_trailing_flights", "route_trailing_mean_arr_delay", "route_trailing_delayed_share",
+    "carrier_trailing_flights", "carrier_trailing_mean_arr_delay", "carrier_trailing_delayed_share",
+]
+FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+LABEL = "is_arr_delayed_15"
+HYPERPARAMETERS = {"max_iter": 200, "learning_rate": 0.08, "max_leaf_nodes": 31, "l2_regularization": 1.0}
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    holdout_start: dt.date
+
+
+def split_by_time(frame: pd.DataFrame, holdout_days: int = 14) -> Split:
+    """The most recent days are the holdout (at most a fifth of the days), everything before trains."""
+    days = sorted(frame["flight_date"].unique())
+    if len(days) < 2:
+        raise ValueError(f"training needs at least two days of labelled features, got {len(days)}")
+    holdout_days = max(1, min(holdout_days, len(days) // 5))
+    holdout_start = days[-holdout_days]
+    recent = frame["flight_date"] >= holdout_start
+    return Split(train=frame[~recent], holdout=frame[recent], holdout_start=pd.Timestamp(holdout_start).date())
+
+
+def as_model_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input schema: categories as strings, everything else as float."""
+    data = {column: frame[column].astype(object).where(frame[column].notna(), None).astype(str)
+            for column in CATEGORICAL_FEATURES}
+    data.update({column: frame[column].astype("float64") for column in NUMERIC_FEATURES})
+    return pd.DataFrame(data)
+
+
+def build_pipeline(seed: int) -> Pipeline:
+    encoder = ColumnTransformer(
+        [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                       encoded_missing_value=np.nan), CATEGORICAL_FEATURES)],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
+    categorical_mask = [True] * len(CATEGORICAL_FEATURES) + [False] * len(NUMERIC_FEATURES)
+    classifier = HistGradientBoostingClassifier(
+        categorical_features=categorical_mask, random_state=seed, **HYPERPARAMETERS
+    )
+    return Pipeline([("encode", encoder), ("classify", classifier)])
+
+
+def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    labels = np.asarray(labels, dtype=int)
+    both_classes = len(np.unique(labels)) == 2
+    return {
+        "roc_auc": float(roc_auc_score(labels, probabilities)) if both_classes else float("nan"),
+        "average_precision": float(average_precision_score(labels, probabilities)) if both_classes else float("nan"),
+        "brier_score": float(brier_score_loss(labels, probabilities)),
+        "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
+        "accuracy": float(accuracy_score(labels, probabilities >= 0.5)),
+        "positive_rate": float(labels.mean()),
+        "rows": float(len(labels)),
+    }
