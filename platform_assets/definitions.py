@@ -9,7 +9,6 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from governance.catalog import completeness_problems, load_catalog  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
-from platform_assets.partitions import daily_partitions  # noqa: E402
 from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
@@ -17,9 +16,7 @@ from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 ALL_ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions]
 
 # The whole graph for a date range, as one run: raw ingestion, one dbt build, training, scoring.
-materialize_all = dg.define_asset_job(
-    "materialize_all", selection=dg.AssetSelection.all(), partitions_def=daily_partitions
-)
+materialize_all = dg.define_asset_job("materialize_all", selection=dg.AssetSelection.all())
 
 
 def _require_catalog_entries(assets: list) -> None:

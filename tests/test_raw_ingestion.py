@@ -1,0 +1,84 @@
+import datetime as dt
+
+import duckdb
+import pytest
+
+from platform_assets.simulator.deliver import deliver_day, manifest_path
+from platform_assets.sources.definitions import SOURCES, SourceDefinitionError, load_sources
+from platform_assets.sources.raw_assets import DeliveryError, ingest
+
+DAY = dt.date(2013, 2, 14)
+
+
+@pytest.fixture
+def landing(tmp_path):
+    deliver_day(tmp_path / "landing", DAY)
+    deliver_day(tmp_path / "landing", DAY + dt.timedelta(days=1))
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        yield connection
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_reingesting_a_day_replaces_it(landing, warehouse, name):
+    source = SOURCES[name]
+    first = ingest(warehouse, source, landing, DAY, DAY + dt.timedelta(days=1), "batch-1")
+    again = ingest(warehouse, source, landing, DAY, DAY, "batch-2")
+    assert again[DAY.isoformat()] == first[DAY.isoformat()] > 0
+    rows = warehouse.execute(
+        f"SELECT _data_date, _batch_id, count(*) FROM raw.{name} GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(DAY, "batch-2"), (DAY + dt.timedelta(days=1), "batch-1")]
+
+
+def test_every_row_records_where_it_came_from(landing, warehouse):
+    ingest(warehouse, SOURCES["bookings"], landing, DAY, DAY, "batch-1")
+    missing = warehouse.execute(
+        "SELECT count(*) FROM raw.bookings WHERE _source_file IS NULL OR _file_sha256 IS NULL "
+        "OR _ingested_at IS NULL OR _batch_id IS NULL OR _row_number IS NULL"
+    ).fetchall()[0][0]
+    assert missing == 0
+    files = warehouse.execute("SELECT DISTINCT _source_file, _file_sha256 FROM raw.bookings").fetchall()
+    assert len(files) == 1 and files[0][0].endswith(f"bookings/bookings_{DAY}.csv")
+    numbers = warehouse.execute("SELECT min(_row_number), max(_row_number), count(*) FROM raw.bookings").fetchall()
+    assert numbers[0][0] == 1 and numbers[0][1] == numbers[0][2]
+
+
+def test_raw_text_sources_keep_values_as_delivered(landing, warehouse):
+    ingest(warehouse, SOURCES["flights"], landing, DAY, DAY, "b")
+    types = dict(warehouse.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'flights'"
+    ).fetchall())
+    assert types["dep_time"] == "VARCHAR" and types["_data_date"] == "DATE"
+    cancelled = warehouse.execute("SELECT count(*) FROM raw.flights WHERE dep_time IS NULL").fetchall()[0][0]
+    assert cancelled > 0  # real cancellations stay visible
+
+
+def test_incomplete_delivery_is_refused_with_the_file_named(landing, warehouse):
+    manifest_path(landing, DAY).unlink()
+    with pytest.raises(DeliveryError, match=f"delivery of {DAY} is incomplete: .*manifest_{DAY}.json"):
+        ingest(warehouse, SOURCES["flights"], landing, DAY, DAY, "b")
+
+
+def test_a_file_that_changed_after_delivery_is_refused_and_nothing_is_written(landing, warehouse):
+    ingest(warehouse, SOURCES["weather"], landing, DAY, DAY, "good")
+    path = landing / f"weather/weather_{DAY}.jsonl"
+    path.write_text(path.read_text().replace("EWR", "XXX"))
+    with pytest.raises(DeliveryError, match="weather_2013-02-14.jsonl: sha256 .* does not match the manifest"):
+        ingest(warehouse, SOURCES["weather"], landing, DAY, DAY, "bad")
+    assert warehouse.execute("SELECT DISTINCT _batch_id FROM raw.weather").fetchall() == [("good",)]
+
+
+def test_source_definitions_name_the_broken_key(tmp_path):
+    broken = tmp_path / "sources.yml"
+    broken.write_text("tickets:\n  description: x\n  system: y\n  landing_path: t.csv\n  format: csv\n"
+                      "  columns: {id: VARCHAR}\n")
+    with pytest.raises(SourceDefinitionError, match=r"sources.yml: source 'tickets': landing_path must contain"):
+        load_sources(broken)
+    broken.write_text("tickets:\n  description: x\n  format: xml\n")
+    with pytest.raises(SourceDefinitionError, match="source 'tickets' is missing columns, landing_path, system"):
+        load_sources(broken)
