@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 CATEGORICAL_FEATURES = ["carrier", "origin", "dest"]
 NUMERIC_FEATURES = [
@@ -51,7 +51,13 @@ def as_model_input(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def build_pipeline(seed: int) -> Pipeline:
+def build_pipeline(seed: int) -> "Pipeline":
+    # scikit-learn is imported here, not at module level: loading the code location must stay fast.
+    from sklearn.compose import ColumnTransformer  # noqa: PLC0415
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import OrdinalEncoder  # noqa: PLC0415
+
     encoder = ColumnTransformer(
         [("categories", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
                                        encoded_missing_value=np.nan), CATEGORICAL_FEATURES)],
@@ -66,6 +72,10 @@ def build_pipeline(seed: int) -> Pipeline:
 
 
 def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import (  # noqa: PLC0415
+        accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score,
+    )
+
     labels = np.asarray(labels, dtype=int)
     both_classes = len(np.unique(labels)) == 2
     return {
