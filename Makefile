@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# The venv's tools first: `dagster dev` re-parses the dbt project with the `dbt` it finds on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PLATFORM_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME := $(PLATFORM_DATA_DIR)/dagster_home
 export MLFLOW_DISABLE_TELEMETRY := true
