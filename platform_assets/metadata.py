@@ -29,9 +29,13 @@ def table_columns(connection: duckdb.DuckDBPyConnection, schema: str, table: str
     return dict(rows)
 
 
-def table_version(connection: duckdb.DuckDBPyConnection, relation: str, where: str = "true") -> str:
-    """A content fingerprint of a table's rows (order-independent): equal content gives the same version."""
+def table_version(
+    connection: duckdb.DuckDBPyConnection, relation: str, where: str = "true", columns: list[str] | None = None
+) -> str:
+    """A content fingerprint of a table's rows (order-independent): equal content gives the same version.
+    `columns` limits it to the data columns (leaving out, say, ingestion time)."""
+    row = "t" if columns is None else "struct_pack(" + ", ".join(f'"{c}"' for c in columns) + ")"
     rows, fingerprint = connection.execute(
-        f"SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM {relation} t WHERE {where}"
+        f"SELECT count(*), coalesce(bit_xor(hash({row})), 0) FROM {relation} t WHERE {where}"
     ).fetchall()[0]
     return f"{rows}-{fingerprint:016x}"

@@ -26,8 +26,8 @@ def warehouse(tmp_path):
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_reingesting_a_day_replaces_it(landing, warehouse, name):
     source = SOURCES[name]
-    first = ingest(warehouse, source, landing, DAY, DAY + dt.timedelta(days=1), "batch-1")
-    again = ingest(warehouse, source, landing, DAY, DAY, "batch-2")
+    first = ingest(warehouse, source, landing, DAY, DAY + dt.timedelta(days=1), "batch-1").rows_per_day
+    again = ingest(warehouse, source, landing, DAY, DAY, "batch-2").rows_per_day
     assert again[DAY.isoformat()] == first[DAY.isoformat()] > 0
     rows = warehouse.execute(
         f"SELECT _data_date, _batch_id, count(*) FROM raw.{name} GROUP BY ALL ORDER BY 1"

@@ -20,8 +20,25 @@ LINEAGE_COLUMNS = {
 }
 
 
+COLUMN_RULES = {"type", "nullable", "accepted", "range", "formats", "references", "warn_because"}
+
+
 class SourceDefinitionError(ValueError):
     """A source definition in sources.yml is not usable."""
+
+
+@dataclass(frozen=True)
+class ColumnContract:
+    """What a delivered column promises. `warn_because` says why the real data may break it (then its
+    violations are reported by a WARN check instead of blocking publication)."""
+
+    type: str
+    nullable: bool = True
+    accepted: tuple[str, ...] | None = None
+    range: tuple[float, float] | None = None
+    formats: tuple[str, ...] | None = None  # strptime formats a DATE/TIMESTAMP column may arrive in
+    references: str | None = None  # "<source>.<column>" that every non-null value must exist in
+    warn_because: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,16 +48,43 @@ class SourceDefinition:
     system: str
     landing_path: str
     format: str
-    columns: dict[str, str]  # column -> contract type
+    columns: dict[str, ColumnContract]
+    key: tuple[str, ...] = ()
+    key_warn_because: str | None = None
+    snapshot: bool = False
+    row_date: str | None = None
 
     @property
     def raw_columns(self) -> dict[str, str]:
         """Column types of the raw table: text formats land as delivered (VARCHAR), Parquet keeps its types."""
         if self.format == "parquet":
-            delivered = dict(self.columns)
+            delivered = {column: contract.type for column, contract in self.columns.items()}
         else:
             delivered = {column: "VARCHAR" for column in self.columns}
         return {**delivered, **LINEAGE_COLUMNS}
+
+
+def _column_contract(where: str, column: str, entry) -> ColumnContract:
+    if isinstance(entry, str):
+        return ColumnContract(type=entry.upper())
+    if not isinstance(entry, dict) or "type" not in entry:
+        raise SourceDefinitionError(f"{where}: column '{column}' needs a type (a string or a mapping with type)")
+    unknown = set(entry) - COLUMN_RULES
+    if unknown:
+        raise SourceDefinitionError(f"{where}: column '{column}' has unknown rules {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(sorted(COLUMN_RULES))}")
+    bounds = entry.get("range")
+    if bounds is not None and (len(bounds) != 2 or bounds[0] > bounds[1]):
+        raise SourceDefinitionError(f"{where}: column '{column}': range must be [min, max]")
+    return ColumnContract(
+        type=str(entry["type"]).upper(),
+        nullable=bool(entry.get("nullable", True)),
+        accepted=tuple(str(v) for v in entry["accepted"]) if "accepted" in entry else None,
+        range=(float(bounds[0]), float(bounds[1])) if bounds is not None else None,
+        formats=tuple(entry["formats"]) if "formats" in entry else None,
+        references=entry.get("references"),
+        warn_because=" ".join(entry["warn_because"].split()) if entry.get("warn_because") else None,
+    )
 
 
 def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
@@ -59,14 +103,28 @@ def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
             raise SourceDefinitionError(f"{where}: landing_path must contain '{{date}}'")
         if not entry["columns"]:
             raise SourceDefinitionError(f"{where} declares no columns")
+        columns = {str(c): _column_contract(where, str(c), e) for c, e in entry["columns"].items()}
+        key = tuple(entry.get("key", {}).get("columns", ())) if isinstance(entry.get("key"), dict) else ()
+        if set(key) - columns.keys():
+            raise SourceDefinitionError(f"{where}: key columns {sorted(set(key) - columns.keys())} are not declared")
         sources[name] = SourceDefinition(
             name=name,
             description=" ".join(entry["description"].split()),
             system=entry["system"],
             landing_path=entry["landing_path"],
             format=entry["format"],
-            columns={str(column): str(kind).upper() for column, kind in entry["columns"].items()},
+            columns=columns,
+            key=key,
+            key_warn_because=" ".join(((entry.get("key") or {}).get("warn_because") or "").split()) or None,
+            snapshot=bool(entry.get("snapshot", False)),
+            row_date=entry.get("row_date"),
         )
+    for source in sources.values():
+        for column, contract in source.columns.items():
+            target = (contract.references or ".").split(".")
+            if contract.references and (target[0] not in sources or target[1] not in sources[target[0]].columns):
+                raise SourceDefinitionError(f"{path.name}: source '{source.name}': column '{column}' references "
+                                            f"'{contract.references}', which is not a declared source column")
     return sources
 
 

@@ -4,13 +4,17 @@
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from governance.catalog import load_catalog
-from platform_assets.metadata import column_schema, owner_tags
+from platform_assets.checks.contracts import (
+    Violation, contract_rules, duplicate_keys, evaluate_rules, violations_markdown,
+)
+from platform_assets.metadata import column_schema, owner_tags, table_version
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
@@ -22,21 +26,48 @@ class DeliveryError(Exception):
     """A landing file cannot be ingested; the message names the file and what to do."""
 
 
+CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"
+VOLUME_BAND = (0.5, 2.0)  # a day outside [0.5, 2] x the median of its 7 previous days is an anomaly
+VOLUME_HISTORY = 7
+
+
+def _file_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinition, path: Path) -> list[str]:
+    readers = {
+        "csv": f"read_csv($path, {CSV_OPTIONS})",
+        "jsonl": "read_json($path, format = 'newline_delimited')",
+        "parquet": "read_parquet($path)",
+    }
+    try:
+        return [row[0] for row in connection.execute(
+            f"DESCRIBE SELECT * FROM {readers[source.format]}", {"path": str(path)}).fetchall()]
+    except duckdb.Error as error:
+        header = path.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
+        if source.format == "csv" and "," not in header and any(sep in header for sep in ";|\t"):
+            raise DeliveryError(f"{path}: the header has no ',' but another separator: wrong delimiter? "
+                                "the contract says ','") from error
+        raise DeliveryError(f"{path}: cannot be read as {source.format}: {_first_line(error)}") from error
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split("\n")[:2]).strip()
+
+
 def _reader_sql(source: SourceDefinition) -> str:
     """DuckDB table function reading one landing file (bound as $path), selecting the declared columns."""
     quoted = [f'"{column}"' for column in source.columns]
     if source.format == "csv":
-        reader = "read_csv($path, header = true, all_varchar = true, auto_detect = true)"
-        return f"SELECT {', '.join(quoted)} FROM {reader}"
+        return f"SELECT {', '.join(quoted)} FROM read_csv($path, {CSV_OPTIONS})"
     if source.format == "jsonl":
         declared = ", ".join(f"'{column}': 'VARCHAR'" for column in source.columns)
         return f"SELECT {', '.join(quoted)} FROM read_json($path, format = 'newline_delimited', columns = {{{declared}}})"
-    casts = [f'CAST("{column}" AS {kind}) AS "{column}"' for column, kind in source.columns.items()]
+    casts = [f'CAST("{column}" AS {contract.type}) AS "{column}"' for column, contract in source.columns.items()]
     return f"SELECT {', '.join(casts)} FROM read_parquet($path)"
 
 
 def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> tuple[Path, str]:
     """The day's landing file and its sha256, checked against the delivery manifest."""
+    if day > dt.date.today():
+        raise DeliveryError(f"{landing_file(landing_dir, source, day)}: dated {day}, in the future; refused")
     manifest_file = manifest_path(landing_dir, day)
     if not manifest_file.exists():
         raise DeliveryError(
@@ -46,6 +77,8 @@ def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) ->
     path = landing_file(landing_dir, source, day)
     if not path.exists():
         raise DeliveryError(f"{path}: listed for {day} but missing from the landing zone")
+    if path.stat().st_size == 0:
+        raise DeliveryError(f"{path}: empty file (0 bytes); ask the {source.system} to re-deliver {day}")
     digest = hashlib.file_digest(path.open("rb"), "sha256").hexdigest()
     listed = {f["path"]: f["sha256"] for f in json.loads(manifest_file.read_text())["files"]}
     expected = listed.get(str(path.relative_to(landing_dir)))
@@ -54,10 +87,103 @@ def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) ->
     return path, digest
 
 
+def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -> list[str]:
+    """Refuse a file without every contract column; return the unexpected extra columns."""
+    missing = [c for c in source.columns if c not in delivered]
+    extra = [c for c in delivered if c not in source.columns]
+    if missing:
+        hint = ""
+        if len(delivered) == 1 and any(sep in delivered[0] for sep in ";|\t"):
+            hint = "; the header is one column: wrong delimiter? the contract says ','"
+        elif extra:
+            hint = f"; unexpected {', '.join(extra)}: renamed?"
+        raise DeliveryError(f"{path}: missing column(s) {', '.join(missing)}{hint}")
+    return extra
+
+
 def ensure_raw_table(connection: duckdb.DuckDBPyConnection, source: SourceDefinition) -> None:
     columns = ", ".join(f'"{column}" {kind}' for column, kind in source.raw_columns.items())
     connection.execute("CREATE SCHEMA IF NOT EXISTS raw")
     connection.execute(f"CREATE TABLE IF NOT EXISTS raw.{source.name} ({columns})")
+
+
+@dataclass
+class AuditedBatch:
+    """One source's delivery for a date range, staged and audited; published only when it passed."""
+
+    source: SourceDefinition
+    first_day: dt.date
+    last_day: dt.date
+    rows_per_day: dict[str, int]
+    unexpected_columns: dict[str, list[str]] = field(default_factory=dict)
+    blocking: list[Violation] = field(default_factory=list)
+    known_gaps: list[Violation] = field(default_factory=list)
+    volume_anomalies: list[tuple] = field(default_factory=list)
+    published: bool = False
+    version: str = ""  # published version of the range after this run (unchanged when not published)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_per_day.values())
+
+
+def _stage(connection, source, landing_dir, first_day, last_day, batch_id, audit) -> AuditedBatch:
+    files = [(day, *_verified_file(landing_dir, source, day)) for day in days_between(first_day, last_day)]
+    batch = AuditedBatch(source, first_day, last_day, {})
+    if not source.snapshot:
+        seen: dict[str, str] = {}
+        previous = dict(connection.execute(
+            f"SELECT DISTINCT _file_sha256, _source_file FROM raw.{source.name} "
+            "WHERE _data_date NOT BETWEEN $first AND $last", {"first": first_day, "last": last_day}).fetchall())
+        for _, path, digest in files:
+            earlier = seen.get(digest) or previous.get(digest)
+            if earlier:
+                raise DeliveryError(f"{path}: identical to {earlier}, already delivered for another day; "
+                                    "a duplicate delivery is refused")
+            seen[digest] = str(path)
+    columns = ", ".join(f'"{column}" {kind}' for column, kind in source.raw_columns.items())
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE {audit} ({columns})")
+    reader = _reader_sql(source)
+    for day, path, digest in files:
+        extra = _check_columns(source, path, _file_columns(connection, source, path))
+        if extra:
+            batch.unexpected_columns[str(path)] = extra
+        try:
+            connection.execute(
+                f"""
+                INSERT INTO {audit} BY NAME
+                SELECT *, $day::DATE AS _data_date, $file AS _source_file, $sha AS _file_sha256,
+                       row_number() OVER () AS _row_number, $batch AS _batch_id, now()::TIMESTAMP AS _ingested_at
+                FROM ({reader})
+                """,
+                {"path": str(path), "day": day, "file": str(path), "sha": digest, "batch": batch_id},
+            )
+        except duckdb.Error as error:
+            raise DeliveryError(f"{path}: cannot be read as {source.format}: {_first_line(error)}") from error
+    batch.rows_per_day = dict(connection.execute(
+        f"SELECT _data_date::VARCHAR, count(*) FROM {audit} GROUP BY ALL ORDER BY 1").fetchall())
+    return batch
+
+
+def _volume_anomalies(connection, source: SourceDefinition, audit: str, first_day: dt.date) -> list[tuple]:
+    low, high = VOLUME_BAND
+    return connection.execute(
+        f"""
+        WITH days AS (
+            SELECT _data_date AS day, count(*) AS n FROM raw.{source.name}
+            WHERE _data_date < $first AND _data_date >= $first - INTERVAL {2 * VOLUME_HISTORY} DAY GROUP BY 1
+            UNION ALL SELECT _data_date, count(*) FROM {audit} GROUP BY 1
+        ), windowed AS (
+            SELECT day, n,
+                   median(n) OVER (ORDER BY day ROWS BETWEEN {VOLUME_HISTORY} PRECEDING AND 1 PRECEDING) AS usual,
+                   count(n) OVER (ORDER BY day ROWS BETWEEN {VOLUME_HISTORY} PRECEDING AND 1 PRECEDING) AS history
+            FROM days
+        )
+        SELECT day::VARCHAR, n, usual FROM windowed
+        WHERE day >= $first AND history >= 3 AND (n < {low} * usual OR n > {high} * usual) ORDER BY day
+        """,
+        {"first": first_day},
+    ).fetchall()
 
 
 def ingest(
@@ -67,44 +193,35 @@ def ingest(
     first_day: dt.date,
     last_day: dt.date,
     batch_id: str,
-) -> dict[str, int]:
-    """Replace the raw rows of [first_day, last_day] with the landing files of those days, atomically.
-
-    Re-running a day replaces it and never duplicates it. Returns rows loaded per day.
-    """
-    files = [(day, *_verified_file(landing_dir, source, day)) for day in days_between(first_day, last_day)]
+) -> AuditedBatch:
+    """Write-audit-publish of [first_day, last_day]: stage the landing files in a temporary table, audit them
+    against the source's contract, and only if no blocking rule fails replace those days in raw.<source> in
+    one transaction. Otherwise the published rows stay as they were. Re-running a day replaces it.
+    Raises DeliveryError, naming the file, for a file that cannot be ingested at all."""
     ensure_raw_table(connection, source)
-    reader = _reader_sql(source)
-    connection.execute("BEGIN TRANSACTION")
-    try:
-        connection.execute(
-            f"DELETE FROM raw.{source.name} WHERE _data_date BETWEEN $first AND $last",
-            {"first": first_day, "last": last_day},
-        )
-        for day, path, digest in files:
-            try:
-                connection.execute(
-                    f"""
-                    INSERT INTO raw.{source.name} BY NAME
-                    SELECT *, $day::DATE AS _data_date, $file AS _source_file, $sha AS _file_sha256,
-                           row_number() OVER () AS _row_number, $batch AS _batch_id,
-                           now()::TIMESTAMP AS _ingested_at
-                    FROM ({reader})
-                    """,
-                    {"path": str(path), "day": day, "file": str(path), "sha": digest, "batch": batch_id},
-                )
-            except duckdb.Error as error:
-                raise DeliveryError(f"{path}: cannot be read as {source.format}: {error}") from error
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    counts = connection.execute(
-        f"""SELECT _data_date::VARCHAR, count(*) FROM raw.{source.name}
-            WHERE _data_date BETWEEN $first AND $last GROUP BY ALL ORDER BY 1""",
-        {"first": first_day, "last": last_day},
-    ).fetchall()
-    return dict(counts)
+    audit = f"audit_{source.name}"
+    batch = _stage(connection, source, landing_dir, first_day, last_day, batch_id, audit)
+    violations = evaluate_rules(connection, audit, contract_rules(source))
+    duplicates = duplicate_keys(connection, audit, source)
+    violations += [duplicates] if duplicates else []
+    batch.blocking = [v for v in violations if not v.rule.warn_because]
+    batch.known_gaps = [v for v in violations if v.rule.warn_because]
+    batch.volume_anomalies = _volume_anomalies(connection, source, audit, first_day)
+    window = {"first": first_day, "last": last_day}
+    if not batch.blocking:
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(f"DELETE FROM raw.{source.name} WHERE _data_date BETWEEN $first AND $last", window)
+            connection.execute(f"INSERT INTO raw.{source.name} SELECT * FROM {audit}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        batch.published = True
+    connection.execute(f"DROP TABLE {audit}")
+    batch.version = table_version(connection, f"raw.{source.name}",
+                                  f"_data_date BETWEEN '{first_day}' AND '{last_day}'", [*source.columns, "_data_date"])
+    return batch
 
 
 def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
@@ -127,14 +244,77 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
     )
 
 
+def _check_specs(source: SourceDefinition, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    reasons = sorted({c.warn_because for c in source.columns.values() if c.warn_because}
+                     | ({source.key_warn_because} if source.key_warn_because else set()))
+    specs = [
+        dg.AssetCheckSpec(
+            "contract", asset=key, blocking=True,
+            description=f"Write-audit-publish gate: the staged delivery must meet every blocking rule of the "
+            f"`{source.name}` contract in sources.yml (types, required columns, accepted values, ranges, "
+            "references, key, no rows dated after their delivery). On failure nothing is published and the "
+            "previous version stays readable.",
+        ),
+        dg.AssetCheckSpec(
+            "delivered_schema", asset=key,
+            description="WARN: the delivered files have columns the contract does not know (they are ignored; "
+            "a file missing a contract column is refused instead).",
+        ),
+        dg.AssetCheckSpec(
+            "volume", asset=key,
+            description=f"WARN: each day's row count lies within {VOLUME_BAND[0]}x to {VOLUME_BAND[1]}x the median "
+            f"of its {VOLUME_HISTORY} previous days.",
+        ),
+    ]
+    if reasons:
+        specs.append(dg.AssetCheckSpec(
+            "contract_known_gaps", asset=key,
+            description="WARN: contract rules the real data is known to break, reported with counts and "
+            "examples: " + " / ".join(reasons),
+        ))
+    return specs
+
+
+def _check_results(batch: AuditedBatch, key: dg.AssetKey) -> list[dg.AssetCheckResult]:
+    state = "published" if batch.published else "NOT published: the previous version stays"
+    results = [
+        dg.AssetCheckResult(
+            asset_key=key, check_name="contract", passed=not batch.blocking, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"outcome": f"{state} (version {batch.version})", "rows_audited": batch.rows,
+                      "violations": dg.MetadataValue.md(violations_markdown(batch.blocking))},
+        ),
+        dg.AssetCheckResult(
+            asset_key=key, check_name="delivered_schema", passed=not batch.unexpected_columns,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"unexpected_columns": dg.MetadataValue.json(batch.unexpected_columns)},
+        ),
+        dg.AssetCheckResult(
+            asset_key=key, check_name="volume", passed=not batch.volume_anomalies, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"anomalies": dg.MetadataValue.md("\n".join(
+                ["| day | rows | usual |", "|---|---:|---:|"]
+                + [f"| {day} | {rows:,} | {usual:,.0f} |" for day, rows, usual in batch.volume_anomalies])
+                if batch.volume_anomalies else "None.")},
+        ),
+    ]
+    if any(spec.name == "contract_known_gaps" for spec in _check_specs(batch.source, key)):
+        results.append(dg.AssetCheckResult(
+            asset_key=key, check_name="contract_known_gaps", passed=not batch.known_gaps,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"violations": dg.MetadataValue.md(violations_markdown(batch.known_gaps)),
+                      "rows_affected": sum(v.rows for v in batch.known_gaps)},
+        ))
+    return results
+
+
 def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinition:
-    """One raw asset per source definition. They share one step (one process start, one warehouse
-    connection) and can be materialized individually."""
+    """One raw asset per source definition, each gated by checks generated from its contract. They share
+    one step (one process start, one warehouse connection) and can be materialized individually."""
     source_by_key = {dg.AssetKey(["raw", name]): source for name, source in sources.items()}
 
     @dg.multi_asset(
         name="raw_ingestion",
         specs=[raw_asset_spec(source) for source in sources.values()],
+        check_specs=[spec for key, source in source_by_key.items() for spec in _check_specs(source, key)],
         partitions_def=daily_partitions,
         backfill_policy=single_run,
         op_tags=WAREHOUSE_OP_TAGS,
@@ -143,23 +323,38 @@ def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinitio
     def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         first_day, last_day = partition_dates(context)
         landing_dir = load_settings().landing_dir
+        refused = []
+        # Reference snapshots first: the other sources' contracts check references against them.
+        selected = sorted(context.selected_asset_keys, key=lambda k: (not source_by_key[k].snapshot, k.path))
         with warehouse.connect() as connection:
-            for key in sorted(context.selected_asset_keys):
+            for key in selected:
                 source = source_by_key[key]
                 batch_id = f"{context.run_id}:{source.name}:{first_day}:{last_day}"
-                per_day = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
-                total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
-                loaded = sum(per_day.values())
-                context.log.info(f"raw.{source.name}: {loaded:,} rows for {first_day}..{last_day}")
-                yield dg.MaterializeResult(
-                    asset_key=key,
-                    metadata={
-                        "dagster/row_count": total,
-                        "rows_loaded_this_run": loaded,
-                        "days_loaded": f"{first_day}..{last_day} ({len(per_day)} days)",
-                        "batch_id": batch_id,
-                    },
-                )
+                try:
+                    batch = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
+                except DeliveryError as error:
+                    refused.append(str(error))
+                    context.log.error(f"raw.{source.name}: refused: {error}")
+                    yield dg.AssetCheckResult(asset_key=key, check_name="contract", passed=False,
+                                              metadata={"refused": str(error)})
+                    continue
+                yield from _check_results(batch, key)
+                context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {first_day}..{last_day}, "
+                                 f"{'published' if batch.published else 'NOT published'}")
+                if batch.published:
+                    total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
+                    yield dg.MaterializeResult(
+                        asset_key=key,
+                        metadata={
+                            "dagster/row_count": total,
+                            "rows_loaded_this_run": batch.rows,
+                            "days_loaded": f"{first_day}..{last_day} ({len(batch.rows_per_day)} days)",
+                            "published_version": batch.version,
+                            "batch_id": batch_id,
+                        },
+                    )
+        if refused:
+            raise dg.Failure(description="Refused deliveries:\n" + "\n".join(refused))
 
     return raw_ingestion
 

@@ -1,0 +1,166 @@
+"""Each kind of bad delivery has a defined outcome: refused with the file and reason named, not published
+by the contract gate, or published with a WARN check. Never half-written, never silently lost."""
+
+import datetime as dt
+import hashlib
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from platform_assets.simulator.deliver import deliver_day, manifest_path
+from platform_assets.sources.definitions import SOURCES
+from platform_assets.sources.raw_assets import DeliveryError, ingest
+
+DAY = dt.date(2013, 4, 2)
+FLIGHTS = SOURCES["flights"]
+
+
+@pytest.fixture
+def landing(tmp_path):
+    for day in (DAY - dt.timedelta(days=1), DAY):
+        deliver_day(tmp_path / "landing", day)
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def warehouse(tmp_path, landing):
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        ingest(connection, FLIGHTS, landing, DAY, DAY, "good")  # the last good version
+        yield connection
+
+
+def redeliver(landing, source, day, payload: bytes):
+    """The source system delivers `payload` as the day's file, with a manifest that lists it."""
+    path = landing / source.landing_path.format(date=day.isoformat())
+    path.write_bytes(payload)
+    manifest = json.loads(manifest_path(landing, day).read_text())
+    for entry in manifest["files"]:
+        if entry["source"] == source.name:
+            entry["sha256"] = hashlib.sha256(payload).hexdigest()
+    manifest_path(landing, day).write_text(json.dumps(manifest))
+    return path
+
+
+def flights_csv(landing, day=DAY) -> str:
+    return (landing / f"flights/flights_{day}.csv").read_text()
+
+
+def published_batches(warehouse):
+    return warehouse.execute("SELECT DISTINCT _batch_id FROM raw.flights").fetchall()
+
+
+def refused(warehouse, landing, payload, match):
+    redeliver(landing, FLIGHTS, DAY, payload)
+    with pytest.raises(DeliveryError, match=match):
+        ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+    assert published_batches(warehouse) == [("good",)], "the previous version must stay published"
+
+
+def test_empty_file_is_refused(warehouse, landing):
+    refused(warehouse, landing, b"", r"flights_2013-04-02.csv: empty file \(0 bytes\)")
+
+
+def test_truncated_csv_is_refused(warehouse, landing):
+    text = flights_csv(landing)
+    refused(warehouse, landing, text[: len(text) // 2].rsplit(",", 3)[0].encode(),
+            r"flights_2013-04-02.csv: cannot be read as csv")
+
+
+def test_wrong_encoding_is_refused(warehouse, landing):
+    text = flights_csv(landing).replace('"UA"', '"ÜA"')
+    refused(warehouse, landing, text.encode("latin-1"), r"flights_2013-04-02.csv: cannot be read as csv")
+
+
+def test_missing_column_is_refused(warehouse, landing):
+    lines = [",".join(line.split(",")[:-1]) for line in flights_csv(landing).splitlines()]
+    refused(warehouse, landing, "\n".join(lines).encode(), r"missing column\(s\) time_hour$")
+
+
+def test_renamed_column_is_refused_and_named(warehouse, landing):
+    text = flights_csv(landing).replace('"tailnum"', '"tail_number"', 1)
+    refused(warehouse, landing, text.encode(), r"missing column\(s\) tailnum; unexpected tail_number: renamed\?")
+
+
+def test_wrong_delimiter_is_refused_with_a_hint(warehouse, landing):
+    text = flights_csv(landing).replace(",", ";")
+    refused(warehouse, landing, text.encode(), r"flights_2013-04-02.csv: .*wrong delimiter\? the contract says ','")
+
+
+def test_same_file_as_another_day_is_refused(warehouse, landing):
+    ingest(warehouse, FLIGHTS, landing, DAY - dt.timedelta(days=1), DAY - dt.timedelta(days=1), "previous")
+    copy = (landing / f"flights/flights_{DAY - dt.timedelta(days=1)}.csv").read_bytes()
+    redeliver(landing, FLIGHTS, DAY, copy)
+    with pytest.raises(DeliveryError, match=r"identical to .*flights_2013-04-01.csv, already delivered for another day"):
+        ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+
+
+def test_same_file_twice_for_its_day_republishes_the_same_version(warehouse, landing):
+    before = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "again")
+    after = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "once more")
+    assert before.published and after.published and before.version == after.version
+
+
+def test_file_dated_in_the_future_is_refused(warehouse, landing):
+    future = dt.date.today() + dt.timedelta(days=3)
+    with pytest.raises(DeliveryError, match=f"dated {future}, in the future"):
+        ingest(warehouse, FLIGHTS, landing, future, future, "bad")
+
+
+def test_rows_dated_after_their_delivery_are_not_published(warehouse, landing):
+    text = flights_csv(landing).replace("\n2013,4,2,", "\n2013,4,3,", 5)
+    redeliver(landing, FLIGHTS, DAY, text.encode())
+    batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+    assert not batch.published
+    assert [(v.rule.kind, v.rows) for v in batch.blocking] == [("row_date", 5)]
+    assert published_batches(warehouse) == [("good",)]
+
+
+def test_changed_type_fails_the_gate_and_keeps_the_last_good_version(warehouse, landing):
+    good_version = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "good").version
+    lines = flights_csv(landing).splitlines()
+    header = lines[0].split(",")
+    flight = header.index('"flight"')
+    changed = [lines[0]] + [",".join(v if i != flight else f"UA{v}" for i, v in enumerate(line.split(",")))
+                            for line in lines[1:]]
+    redeliver(landing, FLIGHTS, DAY, "\n".join(changed).encode())
+    batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+    assert not batch.published and batch.version == good_version
+    rule = batch.blocking[0]
+    assert rule.rule.name == "flights.flight is a INTEGER" and rule.rows == len(lines) - 1
+    assert "flights_2013-04-02.csv row 1" in rule.examples[0]
+    assert published_batches(warehouse) == [("good",)]
+
+
+def test_extra_column_is_ingested_with_a_warning(warehouse, landing):
+    lines = flights_csv(landing).splitlines()
+    text = "\n".join([lines[0] + ',"gate"'] + [line + ",B22" for line in lines[1:]])
+    path = redeliver(landing, FLIGHTS, DAY, text.encode())
+    batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "extra")
+    assert batch.published and batch.unexpected_columns == {str(path): ["gate"]}
+
+
+def test_the_dagster_gate_reports_failures_and_skips_downstream(tmp_path, monkeypatch, landing):
+    """In Dagster: a failed contract is a failed blocking check, the asset is not materialized, and a
+    refused file fails the step with the file named."""
+    from platform_assets.resources import WarehouseResource
+    from platform_assets.sources.raw_assets import raw_assets
+
+    monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path))
+    text = flights_csv(landing).replace("\n2013,4,2,", "\n2013,4,3,", 1)
+    redeliver(landing, FLIGHTS, DAY, text.encode())
+    redeliver(landing, SOURCES["weather"], DAY, b"")
+    result = dg.materialize(
+        [raw_assets], partition_key=DAY.isoformat(), raise_on_error=False,
+        resources={"warehouse": WarehouseResource(path=str(tmp_path / "warehouse" / "warehouse.duckdb"))},
+        selection=[dg.AssetKey(["raw", "flights"]), dg.AssetKey(["raw", "weather"]), dg.AssetKey(["raw", "planes"])],
+    )
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error.message
+    assert "weather_2013-04-02.jsonl: empty file" in failure
+    materialized = {e.asset_key.path[1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"planes"}
+    checks = {(e.asset_key.path[1], e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+    assert checks[("flights", "contract")] is False and checks[("weather", "contract")] is False
+    assert checks[("planes", "contract")] is True
