@@ -46,6 +46,34 @@ def test_every_staged_booking_is_published_quarantined_or_a_removed_duplicate(pi
     assert {"malformed_email", "malformed_phone", "unknown_flight", "missing_required_field"} <= rules
 
 
+def test_the_reconciliation_check_proves_the_balance_with_its_numbers(pipeline_run):
+    instance = pipeline_run["instance"]
+    key = dg.AssetCheckKey(dg.AssetKey(["marts", "bookings"]), "bookings_reconciliation")
+    records = [r for r in instance.all_logs(pipeline_run["second"].run_id,
+                                             of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+               if r.get_dagster_event().event_specific_data.asset_check_key == key]
+    evaluation = records[0].get_dagster_event().event_specific_data
+    numbers = {name: value.value for name, value in evaluation.metadata.items()}
+    assert evaluation.passed and numbers["days_unbalanced"] == 0
+    assert numbers["days_checked"] == (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
+    assert numbers["input_rows"] == (numbers["published_rows"] + numbers["quarantined_rows"]
+                                     + numbers["duplicates_removed"])
+    assert numbers["input_rows"] == pipeline_run["second_counts"]["raw"]["bookings"]
+
+
+def test_every_raw_contract_gate_passed_and_published(pipeline_run):
+    instance = pipeline_run["instance"]
+    evaluations = [r.get_dagster_event().event_specific_data for r in instance.all_logs(
+        pipeline_run["second"].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    gates = {e.asset_key.path[1]: e for e in evaluations if e.asset_key.path[0] == "raw" and e.check_name == "contract"}
+    assert set(gates) == {"flights", "weather", "bookings", "planes", "airports", "airlines"}
+    for gate in gates.values():
+        assert gate.passed and gate.metadata["outcome"].value.startswith("published")
+    known = {e.asset_key.path[1]: e for e in evaluations if e.check_name == "contract_known_gaps"}
+    assert not known["flights"].passed  # the real orphans are reported, not hidden
+    assert "flights.tailnum references planes.tailnum" in known["flights"].metadata["violations"].value
+
+
 def test_features_use_no_information_from_the_flight_day(pipeline_run):
     settings = pipeline_run["settings"]
     first_day_stats = _query(
