@@ -113,7 +113,7 @@ def test_predictions_record_the_champion_version(pipeline_run):
     champion = mlflow.MlflowClient().get_model_version_by_alias("flight_delay_classifier", "champion")
     assert champion.tags["dagster_run_id"] == pipeline_run["second"].run_id
     versions = _query(settings, "SELECT DISTINCT model_version FROM ml.flight_delay_predictions")
-    assert versions == [(champion.version,)]
+    assert versions == [(str(champion.version),)]
     scored = _query(settings, "SELECT count(*), min(delay_probability), max(delay_probability) "
                               "FROM ml.flight_delay_predictions")[0]
     assert scored[0] == pipeline_run["second_counts"]["marts"]["flight_features"]

@@ -7,6 +7,7 @@ import pandas as pd
 
 from governance.catalog import load_catalog
 from platform_assets.metadata import owner_tags, table_version
+from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.ml.model import (
     FEATURES, HYPERPARAMETERS, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
 )
@@ -42,11 +43,15 @@ def _catalog_attributes(key: str) -> dict:
     deps=[dg.AssetKey(["marts", "flight_features"])],
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"scikitlearn", "mlflow"},
+    check_specs=[dg.AssetCheckSpec(
+        "training_set_schema", asset=dg.AssetKey(["ml", "delay_model"]), blocking=True,
+        description="Blocking: the training frame conforms to its pandera schema (types, ranges, both classes, "
+        "at least two days). On failure no model is trained, registered or promoted; failure cases in metadata.",
+    )],
+    output_required=False,
     **_catalog_attributes("ml/delay_model"),
 )
-def delay_model(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
-) -> dg.MaterializeResult:
+def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
     import mlflow as mlflow_client  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
@@ -56,6 +61,15 @@ def delay_model(
             f"SELECT flight_date, {', '.join(FEATURES)}, {LABEL} FROM {FEATURES_TABLE} WHERE {labelled}"
         ).df()
         feature_version = table_version(connection, FEATURES_TABLE, labelled)
+    failures = schema_failures(training_set_schema, frame)
+    yield dg.AssetCheckResult(
+        check_name="training_set_schema", passed=failures is None,
+        metadata={"rows": len(frame), "feature_dataset_version": feature_version,
+                  "failure_cases": dg.MetadataValue.md(failures_markdown(failures) if failures is not None else "None.")},
+    )
+    if failures is not None:
+        context.log.error(f"training set fails its schema ({len(failures)} failure cases): no model trained")
+        return
     split = split_by_time(frame)
     seed = load_settings().seed
     pipeline = build_pipeline(seed)
@@ -92,7 +106,7 @@ def delay_model(
     if meets_floors:
         client.set_registered_model_alias(mlflow.registered_model_name, CHAMPION, version)
     context.log.info(f"model version {version}: {metrics}; champion={'yes' if meets_floors else 'no'}")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "model_version": version,
             "promoted_to_champion": meets_floors,
@@ -117,11 +131,18 @@ def delay_model(
     backfill_policy=single_run,
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"scikitlearn", "duckdb"},
+    check_specs=[dg.AssetCheckSpec(
+        "predictions_schema", asset=dg.AssetKey(["ml", "flight_delay_predictions"]), blocking=True,
+        description="Blocking write-audit-publish gate: the scored frame conforms to its pandera schema (one row "
+        "per flight, probabilities in [0, 1], model version present) before it replaces the run's days in "
+        f"{PREDICTIONS_TABLE}. On failure the previous predictions stay; failure cases in metadata.",
+    )],
+    output_required=False,
     **_catalog_attributes("ml/flight_delay_predictions"),
 )
 def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
-) -> dg.MaterializeResult:
+):
     import mlflow as mlflow_client  # noqa: PLC0415
 
     first_day, last_day = partition_dates(context)
@@ -150,9 +171,18 @@ def flight_delay_predictions(
         })
         scored["predicted_delayed"] = scored["delay_probability"] >= 0.5
         scored["model_name"] = name
-        scored["model_version"] = champion.version
+        scored["model_version"] = str(champion.version)
         scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         scored["dagster_run_id"] = context.run_id
+        failures = schema_failures(predictions_schema, scored)
+        yield dg.AssetCheckResult(
+            check_name="predictions_schema", passed=failures is None,
+            metadata={"rows": len(scored), "outcome": "published" if failures is None else "NOT published",
+                      "failure_cases": dg.MetadataValue.md(
+                          failures_markdown(failures) if failures is not None else "None.")},
+        )
+        if failures is not None:
+            return
         connection.execute("CREATE SCHEMA IF NOT EXISTS ml")
         connection.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} AS SELECT * FROM scored LIMIT 0")
         connection.execute("BEGIN TRANSACTION")
@@ -160,7 +190,7 @@ def flight_delay_predictions(
         connection.execute(f"INSERT INTO {PREDICTIONS_TABLE} BY NAME SELECT * FROM scored")
         connection.execute("COMMIT")
         total = connection.execute(f"SELECT count(*) FROM {PREDICTIONS_TABLE}").fetchall()[0][0]
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
             "rows_scored_this_run": len(scored),
