@@ -14,6 +14,7 @@ from platform_assets.metadata import column_schema, owner_tags, table_columns
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
+from platform_assets.transformations.publish import PUBLISHED_SCHEMA, publish_audited_marts
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
@@ -37,10 +38,12 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
             return spec.replace_attributes(key=key)
         dataset = load_catalog().dataset(key.to_user_string())
         layer = props.get("config", {}).get("meta", {}).get("layer") or props.get("meta", {}).get("layer")
+        # Marts are read where they are published, not in the audit schema dbt writes them to.
+        schema = PUBLISHED_SCHEMA if key.path[0] == PUBLISHED_SCHEMA else props["schema"]
         return spec.replace_attributes(
             key=key, group_name=layer, owners=[*spec.owners, f"team:{dataset.owner}"]
         ).merge_attributes(tags=owner_tags(dataset), kinds={"duckdb"}, metadata={
-            "dagster/table_name": f"{props['schema']}.{props['alias'] or props['name']}"
+            "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
 
 
@@ -51,14 +54,22 @@ def dbt_build_args(first_day, last_day) -> list[str]:
     return ["build", "--vars", json.dumps({"start_date": str(first_day), "end_date": str(last_day)})]
 
 
-def _with_table_metadata(
-    context: dg.AssetExecutionContext, events: list, warehouse: WarehouseResource, first_day, last_day
+def _publish_and_describe(
+    context: dg.AssetExecutionContext, events: list, warehouse: WarehouseResource, first_day, last_day,
+    audit_passed: bool,
 ) -> Iterator:
-    """Row counts and column types of each built table, read once dbt has released the warehouse."""
-    with warehouse.connect(read_only=True) as connection:
-        for event in events:
-            if isinstance(event, dg.Output):
-                key = context.asset_key_for_output(event.output_name)
+    """Once dbt has released the warehouse: publish the audited marts if the whole build passed, then add
+    row counts and column types to each materialization. Unpublished marts are not reported as materialized."""
+    keys = [_output_key(context, event) for event in events]
+    built_marts = [key.path[1] for key in keys if key and key.path[0] == PUBLISHED_SCHEMA]
+    with warehouse.connect() as connection:
+        versions = publish_audited_marts(connection, built_marts, first_day, last_day) if audit_passed else {}
+        if built_marts and not audit_passed:
+            context.log.error(f"audit failed: {', '.join(built_marts)} not published; the previous versions stay")
+        for event, key in zip(events, keys, strict=True):
+            if key is not None and key.path[0] == PUBLISHED_SCHEMA and not audit_passed:
+                continue
+            if key is not None:
                 schema, table = key.path
                 columns = table_columns(connection, schema, table)
                 rows = connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
@@ -69,8 +80,14 @@ def _with_table_metadata(
                         f'SELECT count(*) FROM "{schema}"."{table}" WHERE data_date BETWEEN $first AND $last',
                         {"first": first_day, "last": last_day},
                     ).fetchall()[0][0]
+                if table in versions:
+                    metadata["published_version"] = versions[table]
                 event = event.with_metadata({**event.metadata, **metadata})
             yield event
+
+
+def _output_key(context: dg.AssetExecutionContext, event) -> dg.AssetKey | None:
+    return context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
 
 
 def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> list[dg.TableColumn]:
@@ -99,6 +116,6 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
         events.extend(invocation.stream())
     except DagsterDbtCliRuntimeError as error:
         failure = error
-    yield from _with_table_metadata(context, events, warehouse, first_day, last_day)
+    yield from _publish_and_describe(context, events, warehouse, first_day, last_day, failure is None)
     if failure is not None:
         raise failure
