@@ -8,7 +8,9 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from governance.catalog import completeness_problems, load_catalog  # noqa: E402
+from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
+from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
 from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
@@ -32,7 +34,7 @@ _require_catalog_entries(ALL_ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
-    asset_checks=[bookings_reconciliation],
+    asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
     jobs=[materialize_all],
     resources=build_resources(),
     executor=dg.multiprocess_executor.configured({"tag_concurrency_limits": WAREHOUSE_STEP_LIMIT}),

@@ -131,3 +131,14 @@ def test_model_is_logged_with_metrics_and_its_training_data_version(pipeline_run
     assert 0.5 < run.data.metrics["holdout_roc_auc"] <= 1
     assert run.data.tags["feature_dataset_version"] == champion.tags["feature_dataset_version"]
     assert run.info.artifact_uri.startswith((settings.mlflow_dir / "artifacts").as_uri())
+
+
+def test_dbt_model_schemas_are_compared_with_the_previous_run(pipeline_run):
+    instance = pipeline_run["instance"]
+    evaluations = [r.get_dagster_event().event_specific_data for r in instance.all_logs(
+        pipeline_run["second"].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+    schema_checks = [e for e in evaluations if e.check_name == "schema_unchanged"]
+    assert len(schema_checks) == 15
+    assert all(e.passed and e.metadata["compared_with"].value == "previous run" for e in schema_checks)
+    distribution = [e for e in evaluations if e.check_name == "feature_distribution"]
+    assert len(distribution) == 1 and "| plane_age_years |" in distribution[0].metadata["distribution"].value

@@ -58,7 +58,9 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     labelled = f"{LABEL} IS NOT NULL"
     with warehouse.connect(read_only=True) as connection:
         frame = connection.execute(
-            f"SELECT flight_date, {', '.join(FEATURES)}, {LABEL} FROM {FEATURES_TABLE} WHERE {labelled}"
+            # Ordered, so that the same features always train the same model.
+            f"SELECT flight_date, {', '.join(FEATURES)}, {LABEL} FROM {FEATURES_TABLE} WHERE {labelled} "
+            "ORDER BY flight_id"
         ).df()
         feature_version = table_version(connection, FEATURES_TABLE, labelled)
     failures = schema_failures(training_set_schema, frame)

@@ -1,0 +1,64 @@
+"""Distribution checks on the features: the latest days against the weeks before them."""
+
+
+import dagster as dg
+import numpy as np
+
+from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
+
+PSI_BINS = 10
+PSI_SIGNIFICANT = 0.25  # the usual bands: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant
+NULL_SHARE_SHIFT = 0.2
+CURRENT_DAYS, REFERENCE_DAYS = 7, 28
+MONITORED = ["sched_dep_hour", "distance", "plane_age_years", "temp_f", "wind_speed_mph", "visibility_mi",
+             "route_trailing_mean_arr_delay", "route_trailing_delayed_share", "carrier_trailing_mean_arr_delay"]
+
+
+def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """PSI of `current` against `reference`, with quantile bins of the reference (nulls left out)."""
+    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    if len(reference) == 0 or len(current) == 0:
+        return 0.0
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        return 0.0
+    edges[0], edges[-1] = -np.inf, np.inf
+    expected = np.histogram(reference, edges)[0] / len(reference)
+    actual = np.histogram(current, edges)[0] / len(current)
+    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "flight_features"]),
+    name="feature_distribution",
+    op_tags=WAREHOUSE_OP_TAGS,
+    description=f"WARN: the latest {CURRENT_DAYS} days of each monitored feature against the {REFERENCE_DAYS} "
+    f"days before them: population stability index above {PSI_SIGNIFICANT}, or a null share that moved by more "
+    f"than {NULL_SHARE_SHIFT}. Seasonal weather shifts in the real data legitimately trip it, hence WARN.",
+)
+def feature_distribution(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as connection:
+        latest = connection.execute("SELECT max(data_date) FROM marts.flight_features").fetchall()[0][0]
+        frame = connection.execute(
+            f"SELECT data_date > $latest - INTERVAL {CURRENT_DAYS} DAY AS is_current, {', '.join(MONITORED)} "
+            f"FROM marts.flight_features WHERE data_date > $latest - INTERVAL {CURRENT_DAYS + REFERENCE_DAYS} DAY",
+            {"latest": latest},
+        ).df()
+    current, reference = frame[frame.is_current], frame[~frame.is_current]
+    if len(reference) == 0:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"note": "no reference window yet"})
+    rows, shifted = [], []
+    for feature in MONITORED:
+        psi = population_stability_index(reference[feature].to_numpy(float), current[feature].to_numpy(float))
+        null_shift = abs(current[feature].isna().mean() - reference[feature].isna().mean())
+        if psi > PSI_SIGNIFICANT or null_shift > NULL_SHARE_SHIFT:
+            shifted.append(feature)
+        rows.append(f"| {feature} | {psi:.3f} | {null_shift:.3f} |")
+    table = "\n".join(["| feature | PSI | null share shift |", "|---|---:|---:|", *rows])
+    return dg.AssetCheckResult(
+        passed=not shifted, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"current_window_end": str(latest), "shifted_features": ", ".join(shifted) or "none",
+                  "distribution": dg.MetadataValue.md(table)},
+    )
