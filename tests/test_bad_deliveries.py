@@ -141,8 +141,8 @@ def test_extra_column_is_ingested_with_a_warning(warehouse, landing):
     assert batch.published and batch.unexpected_columns == {str(path): ["gate"]}
 
 
-def test_the_dagster_gate_reports_failures_and_skips_downstream(tmp_path, monkeypatch, landing):
-    """In Dagster: a failed contract is a failed blocking check, the asset is not materialized, and a
+def test_the_dagster_gate_reports_failed_contracts_and_refused_files(tmp_path, monkeypatch, landing):
+    """In Dagster: a failed contract is a failed blocking check and the asset is not materialized; a
     refused file fails the step with the file named."""
     from platform_assets.resources import WarehouseResource
     from platform_assets.sources.raw_assets import raw_assets

@@ -51,7 +51,7 @@ def as_model_input(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def build_pipeline(seed: int) -> "Pipeline":
+def build_pipeline(seed: int) -> Pipeline:
     # scikit-learn is imported here, not at module level: loading the code location must stay fast.
     from sklearn.compose import ColumnTransformer  # noqa: PLC0415
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415

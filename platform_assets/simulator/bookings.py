@@ -48,7 +48,7 @@ class BookingDefects:
     date_format_switch: dt.date = dt.date(2013, 7, 1)
 
     @classmethod
-    def from_overrides(cls, overrides: dict[str, str]) -> "BookingDefects":
+    def from_overrides(cls, overrides: dict[str, str]) -> BookingDefects:
         known = {f.name: f.type for f in fields(cls)}
         values = {}
         for name, raw in overrides.items():
