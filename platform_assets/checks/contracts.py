@@ -21,6 +21,7 @@ class Rule:
     kind: str  # type | not_null | accepted | range | references | row_date | key
     violation: str  # SQL predicate over one row: true when the row breaks the rule
     warn_because: str | None  # set: the real data breaks it, report only
+    reference_table: str | None = None  # raw table the rule reads; skipped until it exists
 
 
 def _quoted(column: str) -> str:
@@ -62,6 +63,7 @@ def column_rules(source: SourceDefinition, name: str, contract: ColumnContract, 
             f"{column} IS NOT NULL AND {column}::VARCHAR NOT IN "
             f"(SELECT {_quoted(target_column)}::VARCHAR FROM raw.{target} WHERE {_quoted(target_column)} IS NOT NULL)",
             contract.warn_because,
+            reference_table=target,
         ))
     return rules
 
@@ -85,12 +87,11 @@ class Violation:
 
 
 def _reference_available(connection: duckdb.DuckDBPyConnection, rule: Rule) -> bool:
-    if rule.kind != "references":
+    if rule.reference_table is None:
         return True
-    table = rule.name.rsplit(" references ", 1)[1].split(".")[0]
     return bool(connection.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw' AND table_name = $t",
-        {"t": table}).fetchall()[0][0])
+        {"t": rule.reference_table}).fetchall()[0][0])
 
 
 def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule]) -> list[Violation]:

@@ -244,9 +244,13 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
     )
 
 
+def _known_gap_reasons(source: SourceDefinition) -> list[str]:
+    return sorted({c.warn_because for c in source.columns.values() if c.warn_because}
+                  | ({source.key_warn_because} if source.key_warn_because else set()))
+
+
 def _check_specs(source: SourceDefinition, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    reasons = sorted({c.warn_because for c in source.columns.values() if c.warn_because}
-                     | ({source.key_warn_because} if source.key_warn_because else set()))
+    reasons = _known_gap_reasons(source)
     specs = [
         dg.AssetCheckSpec(
             "contract", asset=key, blocking=True,
@@ -296,7 +300,7 @@ def _check_results(batch: AuditedBatch, key: dg.AssetKey) -> list[dg.AssetCheckR
                 if batch.volume_anomalies else "None.")},
         ),
     ]
-    if any(spec.name == "contract_known_gaps" for spec in _check_specs(batch.source, key)):
+    if _known_gap_reasons(batch.source):
         results.append(dg.AssetCheckResult(
             asset_key=key, check_name="contract_known_gaps", passed=not batch.known_gaps,
             severity=dg.AssetCheckSeverity.WARN,
