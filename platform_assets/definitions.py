@@ -8,6 +8,8 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from governance.catalog import completeness_problems, load_catalog  # noqa: E402
+from platform_assets.automation.alerts import owner_alert_sensor  # noqa: E402
+from platform_assets.automation.landing import landing_zone_sensor  # noqa: E402
 from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
@@ -16,7 +18,24 @@ from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # n
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 
-ALL_ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions]
+# Deliveries start the raw layer (landing_zone_sensor); every partitioned asset below it follows on its own,
+# partition by partition, once all its inputs for that day are there. Not limited to the latest partition
+# (this data is 2013's), and a retrained model does not re-score history.
+FOLLOW_UPSTREAM = (
+    dg.AutomationCondition.eager()
+    .without(dg.AutomationCondition.in_latest_time_window())
+    .ignore(dg.AssetSelection.assets(delay_model))
+    & ~dg.AutomationCondition.any_deps_missing()
+).with_label("follows its inputs, day by day")
+
+
+def _apply_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+    if spec.partitions_def is None or spec.group_name == "raw":
+        return spec
+    return spec.replace_attributes(automation_condition=FOLLOW_UPSTREAM)
+
+
+ALL_ASSETS = dg.map_asset_specs(_apply_automation, [raw_assets, dbt_models, delay_model, flight_delay_predictions])
 
 # The whole graph for a date range, as one run: raw ingestion, one dbt build, training, scoring.
 materialize_all = dg.define_asset_job("materialize_all", selection=dg.AssetSelection.all())
@@ -36,6 +55,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
     jobs=[materialize_all],
+    sensors=[landing_zone_sensor, owner_alert_sensor],
     resources=build_resources(),
     executor=dg.multiprocess_executor.configured({"tag_concurrency_limits": WAREHOUSE_STEP_LIMIT}),
 )

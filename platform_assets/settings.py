@@ -20,6 +20,10 @@ class Settings:
     data_dir: Path
     seed: int
     scale: float
+    alert_webhook_url: str | None = None
+    ui_url: str = "http://127.0.0.1:3000"
+    delivery_retries: int = 3
+    delivery_retry_seconds: float = 30.0
 
     @property
     def landing_dir(self) -> Path:
@@ -49,11 +53,25 @@ class Settings:
     def dagster_home(self) -> Path:
         return self.data_dir / "dagster_home"
 
+    @property
+    def alert_log(self) -> Path:
+        return self.data_dir / "alerts" / "alerts.jsonl"
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/runs/{run_id}"
+
 
 def load_settings() -> Settings:
-    """PLATFORM_DATA_DIR (default ./data, made absolute), PLATFORM_SEED (default 13), PLATFORM_SCALE (1)."""
+    """PLATFORM_DATA_DIR (default ./data, made absolute), PLATFORM_SEED (default 13), PLATFORM_SCALE (1),
+    PLATFORM_ALERT_WEBHOOK_URL (none), DAGSTER_UI_URL for links in alerts (http://127.0.0.1:3000),
+    PLATFORM_DELIVERY_RETRIES (3) and PLATFORM_DELIVERY_RETRY_SECONDS (30, doubling) for deliveries that are
+    not readable yet."""
     return Settings(
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
         scale=float(os.environ.get("PLATFORM_SCALE", "1")),
+        alert_webhook_url=os.environ.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
+        ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000"),
+        delivery_retries=int(os.environ.get("PLATFORM_DELIVERY_RETRIES", "3")),
+        delivery_retry_seconds=float(os.environ.get("PLATFORM_DELIVERY_RETRY_SECONDS", "30")),
     )

@@ -30,6 +30,7 @@ def _graph_snapshot() -> dict:
             "kinds": sorted(node.kinds),
             "tags": {k: v for k, v in sorted(node.tags.items()) if not k.startswith("dagster/")},
             "partitioned": node.partitions_def is not None,
+            "automation": node.automation_condition.get_label() if node.automation_condition else None,
             "checks": sorted(check.name for check in graph.asset_check_keys if check.asset_key == key),
         }
     return snapshot

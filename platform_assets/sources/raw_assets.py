@@ -87,6 +87,25 @@ def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) ->
     return path, digest
 
 
+def unreadable_deliveries(landing_dir: Path, sources: list[SourceDefinition], days: list[dt.date]) -> list[str]:
+    """Why some of these deliveries cannot be read yet: no manifest, a listed file absent or not readable.
+    These may resolve on their own (a delivery still arriving), unlike a bad file."""
+    reasons = []
+    for day in days:
+        if day > dt.date.today():
+            continue  # refused for good below, not retried
+        if not manifest_path(landing_dir, day).exists():
+            reasons.append(f"{manifest_path(landing_dir, day)}: not delivered yet")
+            continue
+        for source in sources:
+            path = landing_file(landing_dir, source, day)
+            try:
+                path.open("rb").close()
+            except OSError as error:
+                reasons.append(f"{path}: not readable yet ({error.strerror})")
+    return reasons
+
+
 def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -> list[str]:
     """Refuse a file without every contract column; return the unexpected extra columns."""
     missing = [c for c in source.columns if c not in delivered]
@@ -326,7 +345,14 @@ def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinitio
     )
     def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         first_day, last_day = partition_dates(context)
-        landing_dir = load_settings().landing_dir
+        settings = load_settings()
+        landing_dir = settings.landing_dir
+        sources = [source_by_key[key] for key in context.selected_asset_keys]
+        unreadable = unreadable_deliveries(landing_dir, sources, list(days_between(first_day, last_day)))
+        if unreadable and context.retry_number < settings.delivery_retries:
+            wait = settings.delivery_retry_seconds * 2**context.retry_number
+            context.log.warning(f"delivery not readable yet, retrying in {wait:.0f} s: " + "; ".join(unreadable[:5]))
+            raise dg.RetryRequested(max_retries=settings.delivery_retries, seconds_to_wait=wait)
         refused = []
         # Reference snapshots first: the other sources' contracts check references against them.
         selected = sorted(context.selected_asset_keys, key=lambda k: (not source_by_key[k].snapshot, k.path))

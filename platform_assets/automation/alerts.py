@@ -1,0 +1,103 @@
+"""Alerts routed to the people who own the data: failed runs and failed ERROR-severity checks, each sent to
+the owner and on-call of the affected dataset (from the governance catalog) with what it breaks downstream."""
+
+import datetime as dt
+import json
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+
+from governance.catalog import load_catalog
+from platform_assets.settings import Settings, load_settings
+
+WEBHOOK_TIMEOUT_SECONDS = 5
+
+
+def route(dataset: str, **alert) -> dict:
+    """One alert for one dataset, addressed to its owner team and on-call."""
+    catalog = load_catalog()
+    entry = catalog.dataset(dataset)
+    team = catalog.teams[entry.owner]
+    return {"dataset": dataset, "owner": f"team:{entry.owner}", "contact": team.contact, "on_call": team.on_call,
+            **alert}
+
+
+def _step_assets(repository: dg.RepositoryDefinition, step_keys: set[str]) -> set[str]:
+    return {key.to_user_string() for assets in repository.assets_defs_by_key.values()
+            if assets.node_def.name in step_keys for key in assets.keys}
+
+
+def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition, settings: Settings,
+               run_id: str) -> list[dict]:
+    """The alerts a finished run raises: each failed ERROR-severity check, and, if the run failed, each asset
+    its failed steps did not update."""
+    run = instance.get_run_by_id(run_id)
+    events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+    common = {"run_id": run_id, "job": run.job_name, "run_url": settings.run_url(run_id),
+              "time": dt.datetime.now(dt.UTC).isoformat()}
+    alerts = []
+    for event in events:
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        evaluation = event.event_specific_data
+        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        dataset = evaluation.asset_key.to_user_string()
+        alerts.append(route(dataset, kind="check_failed", check=evaluation.check_name, severity="ERROR",
+                            blocking=evaluation.blocking, partition=evaluation.partition or run.tags.get(
+                                "dagster/partition"), message=f"check {evaluation.check_name} failed on {dataset}",
+                            **common))
+    if run.status != dg.DagsterRunStatus.FAILURE:
+        return alerts
+    failures = [event for event in events if event.is_step_failure]
+    updated = {event.asset_key.to_user_string() for event in events if event.is_step_materialization}
+    targeted = {key.to_user_string() for key in run.asset_selection or []}
+    affected = _step_assets(repository, {event.step_key for event in failures})
+    affected = (affected & targeted if targeted else affected) - updated
+    message = failures[0].step_failure_data.error.message.strip() if failures else "the run failed before its steps"
+    for dataset in sorted(affected):
+        alerts.append(route(dataset, kind="run_failed", message=message[:2000],
+                            partition=run.tags.get("dagster/partition"), **common))
+    return alerts
+
+
+def send(alerts: list[dict], log: Path, webhook_url: str | None, logger) -> None:
+    """Append every alert to the alert log; POST each to the webhook when one is configured. A webhook that
+    is down is logged and does not stop the others (the alert log keeps the record)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        for alert in alerts:
+            out.write(json.dumps(alert, default=str) + "\n")
+    for alert in alerts if webhook_url else []:
+        request = urllib.request.Request(webhook_url, data=json.dumps(alert, default=str).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS).close()
+        except OSError as error:
+            logger.warning(f"alert webhook {webhook_url} failed: {error}; the alert is in {log}")
+
+
+@dg.sensor(
+    name="owner_alert_sensor",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Routes failed runs and failed ERROR-severity checks to the owner and on-call of each affected "
+    "dataset (governance catalog), with the downstream consumers it affects and a link to the run. Sinks: "
+    "<data>/alerts/alerts.jsonl (append-only) and PLATFORM_ALERT_WEBHOOK_URL when set. WARN checks are not "
+    "alerted: they report known gaps of the real data on every run.",
+)
+def owner_alert_sensor(context: dg.SensorEvaluationContext):
+    settings = load_settings()
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    alerts = []
+    for outcome in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE):
+        finished = context.instance.fetch_run_status_changes(outcome, limit=50, cursor=cursor.get(outcome.value),
+                                                             ascending=True)
+        for record in finished.records:
+            alerts += run_alerts(context.instance, context.repository_def, settings, record.run_id)
+        cursor[outcome.value] = finished.cursor
+    if alerts:
+        send(alerts, settings.alert_log, settings.alert_webhook_url, context.log)
+    context.update_cursor(json.dumps(cursor))
+    return dg.SkipReason(f"{len(alerts)} alert(s) sent" if alerts else "nothing failed")
