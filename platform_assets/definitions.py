@@ -35,6 +35,14 @@ def _apply_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec.replace_attributes(automation_condition=FOLLOW_UPSTREAM)
 
 
+# Dagster creates a default automation sensor that starts switched off; this one is on from the start, so
+# `make dev` carries a replayed delivery through the graph without a click.
+downstream_automation = dg.AutomationConditionSensorDefinition(
+    "downstream_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30, emit_backfills=False, run_tags={"platform/trigger": "downstream_automation"},
+    description="Evaluates every asset's automation condition: the layers below raw follow their inputs.",
+)
+
 ALL_ASSETS = dg.map_asset_specs(_apply_automation, [raw_assets, dbt_models, delay_model, flight_delay_predictions])
 
 # The whole graph for a date range, as one run: raw ingestion, one dbt build, training, scoring.
@@ -55,7 +63,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
     jobs=[materialize_all],
-    sensors=[landing_zone_sensor, owner_alert_sensor],
+    sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor],
     resources=build_resources(),
     executor=dg.multiprocess_executor.configured({"tag_concurrency_limits": WAREHOUSE_STEP_LIMIT}),
 )
