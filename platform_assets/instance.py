@@ -19,13 +19,22 @@ telemetry:
   enabled: false
 """
 
+# For a team: runs, event logs and schedules in PostgreSQL (the URL from the environment, never in the file).
+POSTGRES_STORAGE = """\
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_PG_URL
+"""
+
 
 def prepare_instance(settings: Settings) -> Path:
-    """Create DAGSTER_HOME with its dagster.yaml if missing, point this process at it, return it."""
+    """Create DAGSTER_HOME with its dagster.yaml if missing (Postgres storage when DAGSTER_PG_URL is set,
+    local sqlite otherwise), point this process at it, return it."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(DAGSTER_YAML)
+        config.write_text(DAGSTER_YAML + (POSTGRES_STORAGE if os.environ.get("DAGSTER_PG_URL") else ""))
     os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -85,13 +85,20 @@ def test_a_day_ingested_after_its_delivery_is_not_requested_again(data_dir, inst
 def test_a_delivery_arriving_during_retries_is_ingested(data_dir, instance, monkeypatch):
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRY_SECONDS", "2")
     landing = load_settings().landing_dir
-    late = threading.Timer(1.0, deliver_day, args=(landing, DAY))
+
+    def deliver_once_the_step_waits():
+        while True:
+            runs = instance.get_runs(limit=1)
+            if runs and instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY):
+                return deliver_day(landing, DAY)
+            time.sleep(0.2)
+
+    late = threading.Thread(target=deliver_once_the_step_waits, daemon=True)
     late.start()
     result = materialize_raw(instance, DAY)
-    late.join()
+    late.join(5)
     assert result.success
-    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
-    assert retries, "the step should have waited for the delivery"
+    assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -92,11 +92,11 @@ def owner_alert_sensor(context: dg.SensorEvaluationContext):
     cursor = json.loads(context.cursor) if context.cursor else {}
     alerts = []
     for outcome in (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE):
-        finished = context.instance.fetch_run_status_changes(outcome, limit=50, cursor=cursor.get(outcome.value),
+        finished = context.instance.fetch_run_status_changes(outcome, limit=50, cursor=cursor.get(outcome.name),
                                                              ascending=True)
         for record in finished.records:
             alerts += run_alerts(context.instance, context.repository_def, settings, record.run_id)
-        cursor[outcome.value] = finished.cursor
+        cursor[outcome.name] = finished.cursor
     if alerts:
         send(alerts, settings.alert_log, settings.alert_webhook_url, context.log)
     context.update_cursor(json.dumps(cursor))

@@ -1,0 +1,94 @@
+"""The Dagster instance on a real PostgreSQL server, started here: runs, event logs, sensors and alerts work
+the same as on the default sqlite storage."""
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+
+from platform_assets.instance import POSTGRES_STORAGE, prepare_instance
+from platform_assets.resources import build_resources
+from platform_assets.settings import REPO_ROOT, load_settings
+from platform_assets.simulator.deliver import deliver_day
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DAY = dt.date(2013, 5, 6)
+
+
+def _as_postgres(*command: str) -> list[str]:
+    """initdb refuses to run as root: run the server as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    assert (PG_BIN / "initdb").exists(), f"PostgreSQL server binaries not found in {PG_BIN}"
+    base = Path(tempfile.mkdtemp(prefix="platform-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster = base / "cluster"
+    subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(cluster), "-U", "postgres", "-A", "trust",
+                                "--no-sync"), check=True, capture_output=True)
+    subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(cluster), "-l", str(base / "server.log"), "-w",
+                                "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {base}", "start"),
+                   check=True, capture_output=True)
+    try:
+        connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        connection.autocommit = True
+        connection.cursor().execute("CREATE DATABASE dagster")
+        connection.close()
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/dagster"
+    finally:
+        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(cluster), "-m", "fast", "stop"),
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_readme_documents_the_postgres_storage_that_is_tested():
+    assert POSTGRES_STORAGE.strip() in (REPO_ROOT / "README.md").read_text()
+
+
+def test_runs_sensors_and_alerts_on_postgres_storage(data_dir, postgres_url, monkeypatch):
+    monkeypatch.setenv("DAGSTER_PG_URL", postgres_url)
+    settings = load_settings()
+    home = prepare_instance(settings)
+    assert "postgres_url" in (home / "dagster.yaml").read_text()
+    from platform_assets.automation.alerts import owner_alert_sensor
+    from platform_assets.automation.landing import landing_zone_sensor
+    from platform_assets.definitions import defs
+    from platform_assets.sources.raw_assets import raw_assets
+
+    deliver_day(settings.landing_dir, DAY)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        requests = landing_zone_sensor(context).run_requests
+        assert [r.partition_key for r in requests] == [DAY.isoformat()]
+
+        result = dg.materialize([raw_assets], partition_key=DAY.isoformat(), instance=instance,
+                                resources=build_resources())
+        assert result.success
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor,
+                                          repository_def=defs.get_repository_def())
+        assert isinstance(landing_zone_sensor(context), dg.SkipReason), "the same delivery must not run twice"
+        alerts = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        owner_alert_sensor(alerts)
+        assert json.loads(alerts.cursor)["RUN_SUCCESS"], "the alert sensor read the run history from Postgres"
+
+    with psycopg2.connect(postgres_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM runs WHERE run_id = %s", (result.run_id,))
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = "
+                       "'ASSET_MATERIALIZATION'", (result.run_id,))
+        assert cursor.fetchone()[0] == 6, "one materialization per raw source, stored in Postgres"
