@@ -11,12 +11,11 @@ from governance.catalog import completeness_problems, load_catalog  # noqa: E402
 from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
+from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
 from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
-
-ALL_ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions]
 
 # The whole graph for a date range, as one run: raw ingestion, one dbt build, training, scoring.
 materialize_all = dg.define_asset_job("materialize_all", selection=dg.AssetSelection.all())
@@ -30,7 +29,10 @@ def _require_catalog_entries(assets: list) -> None:
         raise dg.DagsterInvalidDefinitionError("governance catalog is incomplete: " + "; ".join(problems))
 
 
-_require_catalog_entries(ALL_ASSETS)
+ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions]
+_require_catalog_entries(ASSETS)
+# Owners, tags, descriptions and column classifications come from the governance catalog, for every asset.
+ALL_ASSETS = dg.map_asset_specs(with_catalog_attributes, ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,
