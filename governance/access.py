@@ -38,6 +38,8 @@ class QueryReferences:
 
     tables: list[tuple[str, str]] = field(default_factory=list)  # (schema or '', table)
     names: set[str] = field(default_factory=set)  # identifiers used as columns, CTEs and aliases
+    relations: set[str] = field(default_factory=set)  # table names and aliases
+    bare: set[str] = field(default_factory=set)  # unqualified column references
     wide: bool = False  # reads columns it does not name (*, COLUMNS(), NATURAL joins, DESCRIBE, a row as a value)
 
 
@@ -71,8 +73,7 @@ def query_references(sql: str) -> QueryReferences:
         raise AccessDenied(f"the query cannot be analysed: {tree.get('error_message')}")
     references = QueryReferences()
     _walk(tree["statements"], references)
-    aliases = {name for schema, name in references.tables}
-    references.wide |= bool(references.names & aliases)
+    references.wide |= bool(references.bare & references.relations)  # `SELECT b FROM bookings b`: a row as a value
     return references
 
 
@@ -86,10 +87,14 @@ def _walk(node, references: QueryReferences) -> None:
     kind = node.get("type")
     if kind == "BASE_TABLE":
         references.tables.append((node.get("schema_name") or "", node["table_name"]))
+        references.relations.add(node["table_name"])
         if node.get("alias"):
             references.names.add(node["alias"])
+            references.relations.add(node["alias"])
     elif kind == "COLUMN_REF":
         references.names.update(node["column_names"])
+        if len(node["column_names"]) == 1:
+            references.bare.add(node["column_names"][0])
     elif kind in ("STAR", "SHOW_REF") or node.get("join_type") == "NATURAL" or node.get("ref_type") == "NATURAL":
         references.wide = True
     references.names.update(node.get("using_columns") or [])
@@ -167,12 +172,11 @@ def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryRefe
             readable = decision.readable_columns
             columns = readable if references.wide else [c for c in readable if c in references.names]
             columns = columns or readable[:1]  # count(*) and friends need a column, not its values
-            parameters = {}
-            if any(decision.columns[c].access == "masked" for c in columns):
-                parameters["masking_key"] = masking_key(data_dir)
+            copy = _copy_sql(decision, columns)
+            parameters = {"masking_key": masking_key(data_dir)} if "$masking_key" in copy else {}
             if decision.row_filter:
                 parameters["row_filter_value"] = attributes[decision.row_filter.attribute]
-            sandbox.execute(_copy_sql(decision, columns), parameters)
+            sandbox.execute(copy, parameters)
             held[decision.dataset] = columns
         sandbox.execute("DETACH warehouse")
         sandbox.execute(f"SET search_path = '{','.join(SANDBOX_SCHEMAS)}'")
