@@ -38,7 +38,7 @@ def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[st
         f"{escape(str(catalog.directory))}: {len(catalog.datasets)} datasets, {len(catalog.consumers)} consumers, "
         f"{len(catalog.access.roles)} roles. Check status comes from the OpenLineage events under the data folder; "
         "<em>unknown</em> means no event reported it.</p>",
-        "<h2>Lineage</h2>", lineage_svg(catalog, graph, checks), _legend(),
+        "<h2>Lineage</h2>", f'<div style="overflow-x:auto">{lineage_svg(catalog, graph, checks)}</div>', _legend(),
         "<h2>Datasets</h2>", _overview(catalog, keys, checks),
         "<h2>Consumers</h2>", _consumers(catalog),
         "<h2>Teams</h2>", _teams(catalog),
@@ -55,7 +55,7 @@ def _anchor(key: str) -> str:
 
 def lineage_svg(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[str, dict]) -> str:
     """Assets left to right by depth, consumers in the last column; edges from each input to its reader."""
-    width, height, gap_x, gap_y = 250, 24, 300, 34
+    width, height, gap_x, gap_y = 280, 24, 320, 34
     depth = depths(graph)
     columns: dict[int, list[str]] = {}
     for key in sorted(graph):
