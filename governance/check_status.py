@@ -1,5 +1,7 @@
 """The latest result of every asset check, read from the OpenLineage events the platform writes as JSON lines
-under <data>/lineage/ (their dataQualityAssertions facets). A dataset without events has status unknown."""
+under <data>/lineage/ (their dataQualityAssertions facets). Tables are matched by name (`warehouse.marts.flights`
+is marts/flights); other outputs by the job, which is named after its asset. A dataset without events has
+status unknown."""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ def latest_check_status(catalog: Catalog, lineage_dir: Path) -> dict[str, dict[s
     status: dict[str, dict[str, dict]] = {}
     events = sorted(_events(lineage_dir), key=lambda event: event.get("eventTime", ""))
     for event in events:
+        job = (event.get("job") or {}).get("name")
         for dataset in [*event.get("inputs", []), *event.get("outputs", [])]:
             key = _dataset_key(catalog, dataset.get("name", ""))
+            if key is None and dataset in event.get("outputs", []) and job in catalog.datasets:
+                key = job  # an output that is no table (the registered model): the job is named after its asset
             if key is None:
                 continue
             for facets in (dataset.get("facets"), dataset.get("inputFacets"), dataset.get("outputFacets")):

@@ -344,11 +344,14 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
-def _lineage_event(lineage_dir: Path, table: str, assertions: list[dict], time: str) -> None:
+def _lineage_event(lineage_dir: Path, table: str, assertions: list[dict], time: str, job: str = "") -> None:
+    """An event shaped as platform_assets/lineage writes them (a dbt-ol style table name, the job named after the
+    asset); the model's output is no table but the registered model."""
     lineage_dir.mkdir(parents=True, exist_ok=True)
-    event = {"eventType": "COMPLETE", "eventTime": time, "job": {"namespace": "flight-platform", "name": table},
+    namespace = "duckdb:///data/warehouse/warehouse.duckdb" if "." in table else "mlflow://sqlite"
+    event = {"eventType": "COMPLETE", "eventTime": time, "job": {"namespace": "flight-platform", "name": job or table},
              "run": {"runId": "01900000-0000-7000-8000-000000000000"}, "inputs": [],
-             "outputs": [{"namespace": "duckdb:///data/warehouse/warehouse.duckdb", "name": f"warehouse.{table}",
+             "outputs": [{"namespace": namespace, "name": f"warehouse.{table}" if "." in table else table,
                           "facets": {"dataQualityAssertions": {"_producer": "test", "_schemaURL": "x",
                                                                "assertions": assertions}}}]}
     with (lineage_dir / "events.jsonl").open("a") as file:
@@ -363,9 +366,11 @@ def test_report_is_one_self_contained_page_with_everything_a_data_owner_asks(dat
                                                "success": False, "severity": "error"}], "2013-01-03T00:00:00Z")
     _lineage_event(lineage, "marts.bookings", [{"assertion": "not_null", "column": "email", "success": True}],
                    "2013-01-03T00:00:00Z")
+    _lineage_event(lineage, "flight_delay_classifier", [{"assertion": "training_set_schema", "success": True}],
+                   "2013-01-03T00:00:00Z", job="ml/delay_model")
     out = data_dir / "report.html"
     assert governance_main(["report", "--out", str(out)]) == 0
-    assert "datasets_with_check_status  2" in capsys.readouterr().out
+    assert "datasets_with_check_status  3" in capsys.readouterr().out
     html = out.read_text()
     page = _Page()
     page.feed(html)
@@ -385,7 +390,8 @@ def test_report_is_one_self_contained_page_with_everything_a_data_owner_asks(dat
     assert "masked (hash)" in text and "carrier = <carrier>" in text
     status = latest_check_status(CATALOG, lineage)
     assert status["marts/bookings"]["not_null(email)"]["success"] is True
-    assert text.count("unknown") >= len(CATALOG.datasets) - 2
+    assert status["ml/delay_model"]["training_set_schema"]["success"] is True
+    assert text.count("unknown") >= len(CATALOG.datasets) - 3
 
 
 def test_report_renders_without_any_check_status():
