@@ -400,3 +400,58 @@ def test_report_renders_without_any_check_status():
     text = " ".join(page.text)
     assert "Generated 2013-12-01 00:00 UTC" in text and "failed:" not in text
     assert text.count("no lineage event reported them") == len(CATALOG.datasets)
+
+
+# --- pure rules ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("old", "new", "compatible"), [
+    ("INTEGER", "INTEGER", True), ("INTEGER", "BIGINT", True), ("int", "INT8", True), ("INTEGER", "DOUBLE", True),
+    ("DATE", "TIMESTAMP", True), ("FLOAT", "DOUBLE", True), ("BIGINT", "INTEGER", False),
+    ("DOUBLE", "INTEGER", False), ("TIMESTAMP", "DATE", False), ("VARCHAR", "INTEGER", False),
+    ("INTEGER", "VARCHAR", False), ("BOOLEAN", "INTEGER", False),
+])
+def test_type_changes_are_compatible_only_when_they_widen(old, new, compatible):
+    from governance.contracts import is_compatible
+
+    assert is_compatible(old, new) is compatible
+
+
+def test_a_rename_is_only_called_so_when_it_is_unambiguous():
+    from governance.contracts import schema_changes
+
+    renamed = schema_changes("d", {"a": "INTEGER", "b": "VARCHAR"}, {"a": "INTEGER", "c": "VARCHAR"}, "w")
+    assert [(c.column, c.change, c.detail) for c in renamed] == [("b", "renamed", "to c?")]
+    ambiguous = schema_changes("d", {"a": "VARCHAR", "b": "VARCHAR"}, {"x": "VARCHAR", "y": "VARCHAR"}, "w")
+    assert [(c.column, c.change) for c in ambiguous] == [("a", "removed"), ("b", "removed")]
+
+
+def test_masking_sql_keeps_nulls_and_never_returns_the_value():
+    from governance.catalog import MaskingRule
+    from governance.policy import masking_sql
+
+    rows = [("ivan.lee51@yahoo.com", dt.date(1978, 9, 19)), (None, None)]
+    with duckdb.connect() as connection:
+        connection.execute("CREATE TABLE t (v VARCHAR, d DATE)")
+        connection.executemany("INSERT INTO t VALUES (?, ?)", rows)
+        masked = {rule: connection.execute(f"SELECT {masking_sql(MaskingRule(**spec), 'v' if rule != 'year' else 'd')} "
+                                           "FROM t", {"masking_key": "k"} if rule == "hash" else {}).fetchall()
+                  for rule, spec in {"redact": {"rule": "redact"}, "hash": {"rule": "hash"},
+                                     "keep_last": {"rule": "keep_last", "keep": 4}, "year": {"rule": "year"}}.items()}
+    assert masked["redact"] == [("***",), (None,)]
+    assert masked["keep_last"] == [("****************.com",), (None,)]
+    assert masked["year"] == [(1978,), (None,)]
+    assert len(masked["hash"][0][0]) == 16 and masked["hash"][1] == (None,)
+
+
+def test_column_decisions_follow_overrides_clearance_and_pii_clearance():
+    from governance.policy import decide
+
+    partner = decide(CATALOG, "partner_airline", "marts/bookings", ["carrier", "passenger_name", "email",
+                                                                      "fare_usd", "seat_number"])
+    assert {name: c.access for name, c in partner.columns.items()} == {
+        "carrier": "full", "passenger_name": "denied", "email": "masked", "fare_usd": "denied", "seat_number": "denied"}
+    assert partner.columns["seat_number"].reason.startswith("unclassified")
+    care = decide(CATALOG, "customer_care", "marts/bookings")
+    assert care.columns["email"].access == "full" and care.columns["date_of_birth"].access == "masked"
+    assert decide(CATALOG, "analyst", "marts/bookings").columns["passenger_name"].access == "masked"
+    assert not decide(CATALOG, "analyst", "raw/bookings").allowed
