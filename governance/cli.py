@@ -1,41 +1,210 @@
-"""`governance` command line: questions a data owner asks of the catalog."""
+"""`governance` command line: questions a data owner asks of the catalog, and the governed query entry point.
+
+Each verb has one subparser, a handler returning a JSON-able answer and, where a table reads better than
+`key value` lines, a text renderer. Errors are one line on stderr and exit status 1."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from governance.access import AccessDenied, governed_query
 from governance.catalog import CatalogError, load_catalog
+from governance.check_status import latest_check_status
+from governance.graph import load_asset_graph, load_manifest
+from governance.impact import impact
+from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
+from governance.policy import access_matrix
+from governance.report import render_report
+from governance.validate import validate
+
+
+class Failed(Exception):
+    """The command ran and its answer is a failure (validate found problems): print it, exit 1."""
+
+    def __init__(self, answer: dict):
+        super().__init__("failed")
+        self.answer = answer
+
+
+def _catalog(args: argparse.Namespace):
+    return load_catalog(Path(args.catalog))
 
 
 def _owner(args: argparse.Namespace) -> dict:
-    catalog = load_catalog()
+    catalog = _catalog(args)
     dataset = catalog.dataset(args.dataset)
     team = catalog.teams[dataset.owner]
-    return {"dataset": args.dataset, "owner": f"team:{dataset.owner}", "contact": team.contact,
-            "on_call": team.on_call, "domain": dataset.domain, "classification": dataset.classification}
+    sla = dataset.freshness_sla
+    return {"dataset": catalog.dataset_key(args.dataset), "owner": f"team:{dataset.owner}", "contact": team.contact,
+            "on_call": team.on_call, "steward": dataset.steward, "domain": dataset.domain,
+            "classification": dataset.classification, "lifecycle": dataset.lifecycle.status,
+            "freshness_sla": f"warn after {sla.warn_after_hours} h, fail after {sla.fail_after_hours} h" if sla else None}
+
+
+def _consumers(args: argparse.Namespace) -> dict:
+    catalog = _catalog(args)
+    key = catalog.dataset_key(args.dataset)
+    return {"dataset": key, "consumers": [
+        {"consumer": name, "kind": consumer.kind, "criticality": consumer.criticality,
+         "owner": f"team:{consumer.owner}", "contact": consumer.contact,
+         "on_call": catalog.teams[consumer.owner].on_call, "columns": consumer.depends_on[key]}
+        for name, consumer in catalog.consumers_of(key).items()]}
+
+
+def _consumers_text(answer: dict) -> str:
+    lines = [f"{len(answer['consumers'])} consumer(s) of {answer['dataset']}"]
+    for c in answer["consumers"]:
+        lines.append(f"  {c['consumer']} ({c['kind']}, {c['criticality']}) {c['owner']} {c['contact']}, "
+                     f"on call {c['on_call']}")
+        lines.append(f"    reads {', '.join(c['columns'])}")
+    return "\n".join(lines)
+
+
+def _impact(args: argparse.Namespace) -> dict:
+    return impact(_catalog(args), load_asset_graph(), args.dataset, args.column).as_dict()
+
+
+def _impact_text(answer: dict) -> str:
+    column = f" column {answer['column']}" if answer["column"] else ""
+    lines = [f"impact of a change to {answer['dataset']}{column}",
+             f"downstream assets ({len(answer['downstream'])}):"]
+    lines += [f"  {d['dataset']:45} {d['owner']}" for d in answer["downstream"]]
+    lines.append(f"consumers ({len(answer['consumers'])}):")
+    for c in answer["consumers"]:
+        via = f"reads {c['via']}" + (f": {', '.join(c['columns'])}" if c["columns"] else " (downstream)")
+        lines.append(f"  {c['name']:30} {c['kind']:9} {c['criticality']:8} team:{c['owner']:20} {via}")
+    lines.append("notify:")
+    for n in answer["notify"]:
+        lines.append(f"  {n['team']:25} {n['contact']:32} on call {n['on_call']:34} {'; '.join(n['because'])}")
+    if answer["column"]:
+        lines.append("(no column-level lineage: every downstream asset and its consumers are listed)")
+    return "\n".join(lines)
+
+
+def _access(args: argparse.Namespace) -> dict:
+    catalog = _catalog(args)
+    key = catalog.dataset_key(args.dataset)
+    if not catalog.datasets[key].published:
+        raise CatalogError(f"{key} is not published: no role reads it through governance (denied to every role)")
+    return access_matrix(catalog, key)
+
+
+def _access_text(answer: dict) -> str:
+    roles = answer["roles"]
+    table = [["", *roles],
+             ["rows", *(r["row_filter"] or ("all" if r["dataset"].startswith("allowed") else "denied") for r in roles.values())]]
+    table += [[column, *(r["columns"][column] for r in roles.values())] for column in answer["columns"]]
+    return f"access to {answer['dataset']} (role x column)\n" + _aligned(table)
+
+
+def _aligned(table: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
+
+
+def _validate(args: argparse.Namespace) -> dict:
+    catalog = _catalog(args)
+    result = validate(catalog, load_asset_graph(), load_manifest(), warehouse_path(), DBT_EXPOSURES)
+    answer = {"valid": result.ok, "problems": result.problems, "notes": result.notes}
+    if not result.ok:
+        raise Failed(answer)
+    return answer
+
+
+def _validate_text(answer: dict) -> str:
+    lines = [f"problem: {p}" for p in answer["problems"]] + [f"note: {n}" for n in answer["notes"]]
+    lines.append("valid" if answer["valid"] else f"invalid: {len(answer['problems'])} problem(s)")
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace) -> dict:
+    catalog = _catalog(args)
+    status = latest_check_status(catalog, lineage_dir())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_report(catalog, load_asset_graph(), status), encoding="utf-8")
+    return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status)}
+
+
+def _query(args: argparse.Namespace) -> dict:
+    attributes = {}
+    for item in args.attribute:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise CatalogError(f"--attribute '{item}': expected NAME=VALUE")
+        attributes[name] = value
+    result = governed_query(args.role, args.sql, attributes=attributes, user=args.user, catalog=_catalog(args))
+    return {"columns": result.columns, "rows": [list(row) for row in result.rows], "datasets": result.datasets,
+            "seconds": round(result.seconds, 3), "max_rows": args.max_rows}
+
+
+def _query_text(answer: dict) -> str:
+    rows = [[str(v) for v in row] for row in answer["rows"][: answer["max_rows"]]]
+    shown = f"{len(rows)} of {len(answer['rows'])}" if len(rows) < len(answer["rows"]) else str(len(rows))
+    return _aligned([answer["columns"], *rows]) + f"\n({shown} row(s), {answer['seconds']} s)"
+
+
+def _key_values(answer: dict) -> str:
+    return _aligned([[key, str(value)] for key, value in answer.items()])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="governance", description="Ask the governance catalog; read governed data.")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--catalog", default=str(CATALOG_DIR), help="catalog folder (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dataset_help = "asset key as the Dagster UI writes it (marts/flights) or table name"
+
+    owner = commands.add_parser("owner", help="who owns DATASET and who is on call")
+    owner.add_argument("dataset", help=dataset_help)
+    owner.set_defaults(handler=_owner, render=_key_values)
+
+    consumers = commands.add_parser("consumers", help="dashboards, services and models that read DATASET")
+    consumers.add_argument("dataset", help=dataset_help)
+    consumers.set_defaults(handler=_consumers, render=_consumers_text)
+
+    impact_parser = commands.add_parser("impact", help="every downstream asset and consumer, and whom to notify")
+    impact_parser.add_argument("dataset", help=dataset_help)
+    impact_parser.add_argument("--column", help="only consumers that read this column (directly)")
+    impact_parser.set_defaults(handler=_impact, render=_impact_text)
+
+    access = commands.add_parser("access", help="role x column access matrix of a published DATASET")
+    access.add_argument("dataset", help=dataset_help)
+    access.set_defaults(handler=_access, render=_access_text)
+
+    validate_parser = commands.add_parser("validate", help="catalog complete and consistent, no unapproved breaking change")
+    validate_parser.set_defaults(handler=_validate, render=_validate_text)
+
+    report = commands.add_parser("report", help="write the self-contained HTML report for data owners")
+    report.add_argument("--out", required=True, help="HTML file to write")
+    report.set_defaults(handler=_report, render=_key_values)
+
+    query = commands.add_parser("query", help="run one SELECT as ROLE over the published datasets, audited")
+    query.add_argument("--role", required=True)
+    query.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE",
+                       help="reader attribute used by row filters, e.g. carrier=UA for partner_airline")
+    query.add_argument("--user", help="who is asking (default: the OS user), for the audit log")
+    query.add_argument("--max-rows", type=int, default=50, help="rows shown as text (default: %(default)s)")
+    query.add_argument("sql")
+    query.set_defaults(handler=_query, render=_query_text)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="governance", description="Ask the governance catalog.")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    commands = parser.add_subparsers(dest="command", required=True)
-    owner = commands.add_parser("owner", help="who owns DATASET and who is on call")
-    owner.add_argument("dataset", help="asset key as the Dagster UI writes it (marts/flights) or table name")
-    owner.set_defaults(handler=_owner)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    status = 0
     try:
         answer = args.handler(args)
-    except CatalogError as error:
-        print(f"governance: {error}", file=sys.stderr)
+    except Failed as failure:
+        answer, status = failure.answer, 1
+    except (CatalogError, AccessDenied) as error:
+        print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(answer, indent=2))
-    else:
-        for key, value in answer.items():
-            print(f"{key:15} {value}")
-    return 0
+    print(json.dumps(answer, indent=2, default=str) if args.json else args.render(answer))
+    return status
 
 
 if __name__ == "__main__":

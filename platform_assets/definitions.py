@@ -13,6 +13,7 @@ from platform_assets.automation.landing import landing_zone_sensor  # noqa: E402
 from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
+from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
 from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
@@ -29,7 +30,10 @@ FOLLOW_UPSTREAM = (
 ).with_label("follows its inputs, day by day")
 
 
-def _apply_automation(spec: dg.AssetSpec) -> dg.AssetSpec:
+def _platform_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Applied to every asset once: the catalog's owners, tags, description, column classes and freshness
+    SLA, and the automation of the layers below raw."""
+    spec = with_catalog_attributes(spec)
     if spec.partitions_def is None or spec.group_name == "raw":
         return spec
     return spec.replace_attributes(automation_condition=FOLLOW_UPSTREAM)
@@ -43,7 +47,6 @@ downstream_automation = dg.AutomationConditionSensorDefinition(
     description="Evaluates every asset's automation condition: the layers below raw follow their inputs.",
 )
 
-ALL_ASSETS = dg.map_asset_specs(_apply_automation, [raw_assets, dbt_models, delay_model, flight_delay_predictions])
 
 # The whole graph for a date range, as one run: raw ingestion, one dbt build, training, scoring.
 materialize_all = dg.define_asset_job("materialize_all", selection=dg.AssetSelection.all())
@@ -57,7 +60,9 @@ def _require_catalog_entries(assets: list) -> None:
         raise dg.DagsterInvalidDefinitionError("governance catalog is incomplete: " + "; ".join(problems))
 
 
-_require_catalog_entries(ALL_ASSETS)
+ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions]
+_require_catalog_entries(ASSETS)
+ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,

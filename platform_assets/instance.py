@@ -17,6 +17,9 @@ concurrency:
     max_concurrent_runs: 1
 telemetry:
   enabled: false
+# Evaluate each asset's freshness policy (from the governance catalog's SLAs) in the daemon.
+freshness:
+  enabled: true
 """
 
 # For a team: runs, event logs and schedules in PostgreSQL (the URL from the environment, never in the file).

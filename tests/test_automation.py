@@ -152,8 +152,13 @@ def test_failures_alert_the_owners_of_the_affected_datasets(data_dir, instance, 
     assert refused["owner"] == "team:flight-operations" and refused["on_call"] == "flight-ops-oncall@example.com"
     assert "empty file" in refused["message"] and refused["run_url"].endswith(f"/runs/{run.run_id}")
     assert refused["partition"] == DAY.isoformat()
+    assert {"ops-delay-dashboard", "passenger-delay-notifications", "delay-model"} <= {
+        c["name"] for c in refused["consumers"]}, "every consumer downstream of raw flights is named"
+    assert "marts/flights" in refused["downstream"]
     gate = by_kind[("check_failed", "raw/bookings")]
     assert gate["check"] == "contract" and gate["owner"] == "team:passenger-data"
+    notified = {c["name"]: c for c in gate["consumers"]}
+    assert notified["passenger-delay-notifications"]["contact"] == "julia.weiss@example.com"
     assert ("run_failed", "raw/weather") not in by_kind, "published sources are not affected"
     assert webhook == alerts, "the webhook receives every alert the log records"
 

@@ -95,3 +95,20 @@ def test_tags_come_from_the_catalog(key):
     dataset = load_catalog().dataset(key)
     assert node.tags["classification"] == dataset.classification
     assert f"team:{dataset.owner}" in node.owners
+
+
+def test_every_asset_shows_the_catalog_owner_steward_tags_description_and_column_classes():
+    from governance.catalog import load_catalog
+
+    catalog = load_catalog()
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node, dataset = graph.get(key), catalog.dataset(key.to_user_string())
+        assert {f"team:{dataset.owner}", dataset.steward} <= set(node.owners), key
+        assert (node.tags["domain"], node.tags["classification"]) == (dataset.domain, dataset.classification), key
+        assert {f"pii/{category}" for category in dataset.pii_categories} <= set(node.tags), key
+        assert node.description.startswith(dataset.description), key
+    columns = graph.get(dg.AssetKey(["marts", "bookings"])).metadata["dagster/column_schema"].columns
+    tags = {column.name: column.tags for column in columns}
+    assert tags["email"] == {"classification": "restricted", "pii": "email"}
+    assert tags["fare_usd"] == {"classification": "confidential"}

@@ -8,19 +8,23 @@ from pathlib import Path
 
 import dagster as dg
 
-from governance.catalog import load_catalog
+from governance.impact import impact_of
 from platform_assets.settings import Settings, load_settings
 
 WEBHOOK_TIMEOUT_SECONDS = 5
 
 
 def route(dataset: str, **alert) -> dict:
-    """One alert for one dataset, addressed to its owner team and on-call."""
-    catalog = load_catalog()
-    entry = catalog.dataset(dataset)
-    team = catalog.teams[entry.owner]
-    return {"dataset": dataset, "owner": f"team:{entry.owner}", "contact": team.contact, "on_call": team.on_call,
-            **alert}
+    """One alert for one dataset, addressed to its owner team and on-call, with what it affects downstream
+    (assets, consumers) and every other team to tell."""
+    affected = impact_of(dataset)
+    return {"dataset": dataset, "owner": affected.owner.team, "contact": affected.owner.contact,
+            "on_call": affected.owner.on_call, **alert,
+            "downstream": [below["dataset"] for below in affected.downstream],
+            "consumers": [{"name": c.name, "kind": c.kind, "criticality": c.criticality, "owner": c.owner,
+                           "contact": c.contact, "via": c.via} for c in affected.consumers],
+            "also_notify": [{"team": n.team, "contact": n.contact, "because": n.because}
+                            for n in affected.notify[1:]]}
 
 
 def _step_assets(repository: dg.RepositoryDefinition, step_keys: set[str]) -> set[str]:

@@ -5,8 +5,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from governance.catalog import load_catalog
-from platform_assets.metadata import owner_tags, table_version
+from platform_assets.metadata import table_version
 from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.ml.model import (
     FEATURES, HYPERPARAMETERS, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
@@ -28,11 +27,6 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-def _catalog_attributes(key: str) -> dict:
-    dataset = load_catalog().dataset(key)
-    return {"owners": [f"team:{dataset.owner}"], "tags": owner_tags(dataset)}
-
-
 @dg.asset(
     key=["ml", "delay_model"],
     group_name="ml",
@@ -49,7 +43,6 @@ def _catalog_attributes(key: str) -> dict:
         "at least two days). On failure no model is trained, registered or promoted; failure cases in metadata.",
     )],
     output_required=False,
-    **_catalog_attributes("ml/delay_model"),
 )
 def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
     import mlflow as mlflow_client  # noqa: PLC0415
@@ -140,7 +133,6 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         f"{PREDICTIONS_TABLE}. On failure the previous predictions stay; failure cases in metadata.",
     )],
     output_required=False,
-    **_catalog_attributes("ml/flight_delay_predictions"),
 )
 def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource

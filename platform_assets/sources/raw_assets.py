@@ -10,11 +10,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from governance.catalog import load_catalog
 from platform_assets.checks.contracts import (
     Violation, contract_rules, duplicate_keys, evaluate_rules, violations_markdown,
 )
-from platform_assets.metadata import column_schema, owner_tags, table_version
+from platform_assets.metadata import column_schema, table_version
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
@@ -245,7 +244,6 @@ def ingest(
 
 def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
     key = dg.AssetKey(["raw", source.name])
-    dataset = load_catalog().dataset(key.to_user_string())
     return dg.AssetSpec(
         key=key,
         group_name="raw",
@@ -253,8 +251,6 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
         f"{source.system}; loaded as delivered into `raw.{source.name}` with the source file, its sha256, "
         "the batch id and the ingestion time of every row.",
         kinds={"duckdb", source.format},
-        owners=[f"team:{dataset.owner}"],
-        tags=owner_tags(dataset),
         metadata={
             "dagster/column_schema": column_schema(source.raw_columns),
             "dagster/table_name": f"raw.{source.name}",

@@ -9,8 +9,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
-from governance.catalog import load_catalog
-from platform_assets.metadata import column_schema, owner_tags, table_columns
+from platform_assets.metadata import column_schema, table_columns
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
@@ -28,7 +27,8 @@ def dbt_asset_key(props: Mapping[str, Any]) -> dg.AssetKey:
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
-    """Starts from dagster-dbt's spec and applies platform policy: keys, layer groups, catalog owners."""
+    """Starts from dagster-dbt's spec and applies platform policy: keys, layer groups (catalog owners and tags
+    are applied to every asset in definitions.py)."""
 
     def get_asset_spec(self, manifest, unique_id, project) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
@@ -36,13 +36,10 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         key = dbt_asset_key(props)
         if props["resource_type"] == "source":
             return spec.replace_attributes(key=key)
-        dataset = load_catalog().dataset(key.to_user_string())
         layer = props.get("config", {}).get("meta", {}).get("layer") or props.get("meta", {}).get("layer")
         # Marts are read where they are published, not in the audit schema dbt writes them to.
         schema = PUBLISHED_SCHEMA if key.path[0] == PUBLISHED_SCHEMA else props["schema"]
-        return spec.replace_attributes(
-            key=key, group_name=layer, owners=[*spec.owners, f"team:{dataset.owner}"]
-        ).merge_attributes(tags=owner_tags(dataset), kinds={"duckdb"}, metadata={
+        return spec.replace_attributes(key=key, group_name=layer).merge_attributes(kinds={"duckdb"}, metadata={
             "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
 
@@ -73,8 +70,9 @@ def _publish_and_describe(
                 schema, table = key.path
                 columns = table_columns(connection, schema, table)
                 rows = connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
+                declared = _declared_columns(context, key)
                 metadata = {"dagster/row_count": rows, "dagster/column_schema": column_schema(
-                    columns, {c.name: c.description for c in _declared_columns(context, key)})}
+                    columns, {c.name: c.description for c in declared}, {c.name: c.tags for c in declared})}
                 if "data_date" in columns:
                     metadata["rows_in_run_range"] = connection.execute(
                         f'SELECT count(*) FROM "{schema}"."{table}" WHERE data_date BETWEEN $first AND $last',

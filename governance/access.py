@@ -1,0 +1,256 @@
+"""The governed query entry point: a role reads the warehouse only in the form its policy allows.
+
+DuckDB has no GRANT, so every query runs in a fresh in-memory database that holds nothing but the role's view
+of the datasets the query names: the allowed columns, masked per PII category, the rows of its row filter.
+The warehouse is attached read-only only while those tables are copied, then detached; external access
+(files, ATTACH, extensions, replacement scans) is switched off and the configuration locked before the
+user's SQL runs. What is not in that database cannot be reached. Every read, allowed or denied, appends a
+record to <data>/governance/audit.jsonl.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from governance.audit import append_audit_record
+from governance.catalog import Catalog, CatalogError, load_catalog
+from governance.paths import governance_dir, warehouse_path
+from governance.policy import DatasetDecision, decide, masking_sql
+
+SANDBOX_SCHEMAS = ("marts", "ml")  # where published datasets live; the sandbox recreates only these
+
+
+class AccessDenied(PermissionError):
+    """The policy does not let the role read what the query asks for; the audit log has the record."""
+
+
+@dataclass
+class QueryReferences:
+    """What a SELECT names, from DuckDB's own parse tree."""
+
+    tables: list[tuple[str, str]] = field(default_factory=list)  # (schema or '', table)
+    names: set[str] = field(default_factory=set)  # identifiers used as columns, CTEs and aliases
+    relations: set[str] = field(default_factory=set)  # table names and aliases
+    bare: set[str] = field(default_factory=set)  # unqualified column references
+    wide: bool = False  # reads columns it does not name (*, COLUMNS(), NATURAL joins, DESCRIBE, a row as a value)
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+    datasets: dict[str, list[str]]  # dataset -> the columns the role's copy held
+    seconds: float
+
+
+def _locked_memory_database() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect(":memory:")
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+    return connection
+
+
+def query_references(sql: str) -> QueryReferences:
+    """Parse (never bind or run) a single SELECT and list what it names; raises AccessDenied otherwise."""
+    with _locked_memory_database() as parser:
+        try:
+            statements = parser.extract_statements(sql)
+        except duckdb.Error as error:
+            raise AccessDenied(f"the query does not parse: {_first_line(error)}") from None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            kinds = ", ".join(s.type.name for s in statements) or "nothing"
+            raise AccessDenied(f"only a single SELECT statement can be governed, got {kinds}")
+        tree = json.loads(parser.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchall()[0][0])
+    if tree.get("error"):
+        raise AccessDenied(f"the query cannot be analysed: {tree.get('error_message')}")
+    references = QueryReferences()
+    _walk(tree["statements"], references)
+    references.wide |= bool(references.bare & references.relations)  # `SELECT b FROM bookings b`: a row as a value
+    return references
+
+
+def _walk(node, references: QueryReferences) -> None:
+    if isinstance(node, list):
+        for child in node:
+            _walk(child, references)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "BASE_TABLE":
+        references.tables.append((node.get("schema_name") or "", node["table_name"]))
+        references.relations.add(node["table_name"])
+        if node.get("alias"):
+            references.names.add(node["alias"])
+            references.relations.add(node["alias"])
+    elif kind == "COLUMN_REF":
+        references.names.update(node["column_names"])
+        if len(node["column_names"]) == 1:
+            references.bare.add(node["column_names"][0])
+    elif kind in ("STAR", "SHOW_REF") or node.get("join_type") == "NATURAL" or node.get("ref_type") == "NATURAL":
+        references.wide = True
+    references.names.update(node.get("using_columns") or [])
+    for item in (node.get("cte_map") or {}).get("map", []):
+        references.names.add(item["key"])
+    for value in node.values():
+        if isinstance(value, dict | list):
+            _walk(value, references)
+
+
+def resolve_datasets(catalog: Catalog, references: QueryReferences) -> list[str]:
+    """Catalog datasets the query names. A name that is not a dataset (a CTE, a system table) is left to the
+    sandbox, which does not have it unless it is a dataset the role was given."""
+    keys = []
+    for schema, table in references.tables:
+        candidates = ([f"{schema}/{table}"] if schema else
+                      [f"{s}/{table}" for s in SANDBOX_SCHEMAS] + [k for k in catalog.datasets if k.endswith(f"/{table}")])
+        if not schema and table in references.names:  # a CTE or alias of that name shadows the table
+            continue
+        key = next((candidate for candidate in candidates if candidate in catalog.datasets), None)
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def masking_key(folder: Path | None = None) -> str:
+    """The secret that keys hashed PII, created once per data folder (readable by its owner only)."""
+    path = governance_dir(folder) / "masking_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _warehouse_columns(connection: duckdb.DuckDBPyConnection, key: str) -> list[str]:
+    schema, table = key.split("/")
+    return [row[0] for row in connection.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = 'warehouse' "
+        "AND table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+        {"schema": schema, "table": table}).fetchall()]
+
+
+def _copy_sql(decision: DatasetDecision, columns: list[str]) -> str:
+    schema, table = decision.dataset.split("/")
+    expressions = []
+    for name in columns:
+        quoted = f'"{name}"'
+        column = decision.columns[name]
+        expressions.append(f"{masking_sql(column.masking, quoted) if column.access == 'masked' else quoted} AS {quoted}")
+    where = f' WHERE "{decision.row_filter.column}" = $row_filter_value' if decision.row_filter else ""
+    return (f'CREATE TABLE "{schema}"."{table}" AS SELECT {", ".join(expressions)} '
+            f'FROM warehouse."{schema}"."{table}"{where}')
+
+
+def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryReferences,
+             attributes: dict[str, str], data_dir: Path | None) -> tuple[duckdb.DuckDBPyConnection, dict[str, list[str]]]:
+    """A locked in-memory database with the role's copy of each dataset, and the columns each copy holds."""
+    warehouse = warehouse_path(data_dir)
+    if not warehouse.exists():
+        raise AccessDenied(f"no warehouse at {warehouse}: materialize the platform first")
+    sandbox = duckdb.connect(":memory:")
+    held = {}
+    try:
+        try:
+            sandbox.execute("ATTACH $path AS warehouse (READ_ONLY)", {"path": str(warehouse)})
+        except duckdb.IOException as error:
+            raise AccessDenied(f"the warehouse {warehouse} cannot be opened for reading (is a run writing it?): "
+                               f"{_first_line(error)}") from None
+        for schema in SANDBOX_SCHEMAS:
+            sandbox.execute(f'CREATE SCHEMA "{schema}"')
+        decisions = [_decision(catalog, role, key, _warehouse_columns(sandbox, key), attributes) for key in keys]
+        _refuse_denied_names(decisions, references)
+        for decision in decisions:
+            readable = decision.readable_columns
+            columns = readable if references.wide else [c for c in readable if c in references.names]
+            columns = columns or readable[:1]  # count(*) and friends need a column, not its values
+            copy = _copy_sql(decision, columns)
+            parameters = {"masking_key": masking_key(data_dir)} if "$masking_key" in copy else {}
+            if decision.row_filter:
+                parameters["row_filter_value"] = attributes[decision.row_filter.attribute]
+            sandbox.execute(copy, parameters)
+            held[decision.dataset] = columns
+        sandbox.execute("DETACH warehouse")
+        sandbox.execute(f"SET search_path = '{','.join(SANDBOX_SCHEMAS)}'")
+        sandbox.execute("SET enable_external_access = false")
+        sandbox.execute("SET lock_configuration = true")
+    except BaseException:
+        sandbox.close()
+        raise
+    return sandbox, held
+
+
+def _decision(catalog: Catalog, role: str, key: str, columns: list[str], attributes: dict[str, str]) -> DatasetDecision:
+    decision = decide(catalog, role, key, columns)
+    if not decision.allowed:
+        raise AccessDenied(decision.reason)
+    if not columns:
+        raise AccessDenied(f"'{key}' is in the catalog but not in the warehouse yet")
+    if decision.row_filter and decision.row_filter.attribute not in attributes:
+        raise AccessDenied(f"role '{role}' reads '{key}' filtered by the reader's '{decision.row_filter.attribute}': "
+                           f"give it (--attribute {decision.row_filter.attribute}=VALUE)")
+    return decision
+
+
+def _refuse_denied_names(decisions: list[DatasetDecision], references: QueryReferences) -> None:
+    """A query that names a column the role may not read is refused with the reason, rather than failing on a
+    column that seems not to exist."""
+    readable = {name for decision in decisions for name in decision.readable_columns}
+    denied = {(decision.dataset, name, decision.columns[name].reason) for decision in decisions
+              for name in references.names - readable if name in decision.columns}
+    if denied:
+        role = decisions[0].role
+        raise AccessDenied(f"role '{role}' may not read " + "; ".join(
+            f"{key} column {name} ({reason})" for key, name, reason in sorted(denied)))
+
+
+def governed_query(
+    role: str,
+    sql: str,
+    *,
+    attributes: dict[str, str] | None = None,
+    user: str | None = None,
+    data_dir: Path | None = None,
+    catalog: Catalog | None = None,
+) -> QueryResult:
+    """Run one SELECT as `role` over the published datasets, in the form the role's policy allows.
+    `attributes` are the reader's attributes row filters use (partner_airline: {"carrier": "UA"}).
+    Raises AccessDenied (after auditing the denial) when the query asks for anything the role may not read."""
+    catalog = catalog or load_catalog()
+    attributes = attributes or {}
+    record = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "user": user or getpass.getuser(),
+              "role": role, "attributes": attributes, "sql": sql, "datasets": [], "columns": {}}
+    started = time.perf_counter()
+    try:
+        if role not in catalog.access.roles:
+            raise AccessDenied(f"unknown role '{role}': denied by default (roles: {', '.join(catalog.access.roles)})")
+        references = query_references(sql)
+        keys = resolve_datasets(catalog, references)
+        record["datasets"] = keys
+        sandbox, held = _sandbox(catalog, role, keys, references, attributes, data_dir)
+        record["columns"] = held
+        with sandbox:
+            try:
+                cursor = sandbox.execute(sql)
+                columns = [d[0] for d in cursor.description] if cursor.description else []
+                rows = cursor.fetchall()
+            except duckdb.Error as error:
+                raise AccessDenied(f"refused or failed in the role's sandbox: {_first_line(error)}") from None
+    except (AccessDenied, CatalogError) as error:
+        append_audit_record({**record, "decision": "deny", "reason": str(error)}, data_dir)
+        raise AccessDenied(str(error)) from None
+    seconds = time.perf_counter() - started
+    append_audit_record({**record, "decision": "allow", "rows": len(rows), "seconds": round(seconds, 3)}, data_dir)
+    return QueryResult(columns, rows, held, seconds)
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().split("\n")[0]

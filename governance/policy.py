@@ -1,0 +1,114 @@
+"""Access decisions: what a role may read of a dataset, column by column. Pure functions over the catalog;
+governance.access enforces them on the warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from governance.catalog import Catalog, Column, MaskingRule, RowFilter
+
+
+@dataclass(frozen=True)
+class ColumnDecision:
+    access: str  # full | masked | denied
+    reason: str
+    masking: MaskingRule | None = None
+
+    @property
+    def label(self) -> str:
+        return f"masked ({self.masking.rule})" if self.access == "masked" else self.access
+
+
+@dataclass(frozen=True)
+class DatasetDecision:
+    role: str
+    dataset: str
+    allowed: bool
+    reason: str
+    row_filter: RowFilter | None = None
+    columns: dict[str, ColumnDecision] | None = None
+
+    @property
+    def readable_columns(self) -> list[str]:
+        return [name for name, decision in (self.columns or {}).items() if decision.access != "denied"]
+
+
+def decide(catalog: Catalog, role_name: str, key: str, columns: Iterable[str] | None = None) -> DatasetDecision:
+    """What `role_name` may read of dataset `key`. `columns` are the columns the table really has (default:
+    the catalog's); a column the catalog does not classify is denied."""
+    role = catalog.access.roles.get(role_name)
+    if role is None:
+        return DatasetDecision(role_name, key, False, f"unknown role '{role_name}': denied by default")
+    dataset = catalog.datasets.get(key)
+    if dataset is None or not dataset.published:
+        return DatasetDecision(role_name, key, False, f"'{key}' is not a published dataset: no role reads it")
+    grant = role.datasets.get(key)
+    if grant is None or grant.access == "denied":
+        why = "denied by its grant" if grant else "not granted"
+        return DatasetDecision(role_name, key, False, f"role '{role_name}' may not read '{key}' ({why})")
+    decisions = {
+        name: _column_decision(catalog, role_name, grant.access, grant.columns.get(name), dataset.columns.get(name))
+        for name in (dataset.columns if columns is None else columns)
+    }
+    row_filter = role.row_filter if grant.access == "row_filtered" else None
+    return DatasetDecision(role_name, key, True, f"granted {grant.access}", row_filter, decisions)
+
+
+def _column_decision(catalog: Catalog, role_name: str, access: str, override: str | None,
+                     column: Column | None) -> ColumnDecision:
+    if column is None:
+        return ColumnDecision("denied", "unclassified: the catalog does not list this column")
+    role = catalog.access.roles[role_name]
+    masking = catalog.access.masking.get(column.pii) if column.pii else None
+
+    def masked(why: str) -> ColumnDecision:
+        if masking is None:
+            return ColumnDecision("denied", f"{why}; no masking rule for it")
+        return ColumnDecision("masked", why, masking)
+
+    if override == "denied":
+        return ColumnDecision("denied", "denied by the grant")
+    if override == "masked":
+        return masked("masked by the grant")
+    if override == "full":
+        return ColumnDecision("full", "full by the grant")
+    if catalog.level(column.classification) > catalog.level(role.clearance):
+        why = f"{column.classification}, above the role's clearance ({role.clearance})"
+        return masked(why) if column.pii else ColumnDecision("denied", why)
+    if column.pii and access == "masked":
+        return masked("the grant masks personal data")
+    if column.pii and column.pii not in role.pii_in_clear:
+        return masked(f"pii '{column.pii}' not cleared for the role")
+    return ColumnDecision("full", f"{column.classification}, within clearance")
+
+
+def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$masking_key") -> str:
+    """SQL that replaces a column's values by their masked form. NULL stays NULL. The hash is keyed with a
+    secret bound as `key_parameter`, so a token cannot be recomputed from a guessed value."""
+    text = f"CAST({column_sql} AS VARCHAR)"
+    if rule.rule == "redact":
+        return f"CASE WHEN {column_sql} IS NULL THEN NULL ELSE '***' END"
+    if rule.rule == "hash":
+        return f"substr(sha256({key_parameter} || {text}), 1, 16)"
+    if rule.rule == "keep_last":
+        return f"repeat('*', greatest(length({text}) - {rule.keep}, 0)) || right({text}, {rule.keep})"
+    if rule.rule == "year":
+        return f"year({column_sql})"
+    raise ValueError(f"unknown masking rule {rule.rule}")
+
+
+def access_matrix(catalog: Catalog, key: str) -> dict:
+    """Role x column of one dataset: {"roles": {role: {"dataset": reason, "row_filter": ..., "columns": {c: label}}}}."""
+    key = catalog.dataset_key(key)
+    roles = {}
+    for role_name in catalog.access.roles:
+        decision = decide(catalog, role_name, key)
+        roles[role_name] = {
+            "dataset": "allowed: " + decision.reason if decision.allowed else "denied: " + decision.reason,
+            "row_filter": (f"{decision.row_filter.column} = <{decision.row_filter.attribute}>"
+                           if decision.row_filter else None),
+            "columns": {name: c.label for name, c in (decision.columns or {}).items()} if decision.allowed
+            else dict.fromkeys(catalog.datasets[key].columns, "denied"),
+        }
+    return {"dataset": key, "columns": list(catalog.datasets[key].columns), "roles": roles}

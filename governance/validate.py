@@ -1,0 +1,166 @@
+"""`governance validate`: the catalog is the one source of truth and nothing breaks a consumer unannounced.
+
+Problems fail validation; notes explain what was compared and what was approved."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from governance.catalog import Catalog, completeness_problems
+from governance.contracts import (
+    SchemaChange, affected_consumers, approval_for, consumer_contract_changes, contract_of, schema_changes,
+)
+from governance.dbt_exposures import exposures_yaml
+from governance.graph import AssetNode, dbt_models
+from governance.policy import decide
+
+
+@dataclass
+class Validation:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(catalog: Catalog, graph: dict[str, AssetNode], manifest: dict | None, warehouse: Path,
+             exposures: Path, today: dt.date | None = None) -> Validation:
+    result = Validation()
+    result.problems += completeness_problems(catalog, set(graph))
+    result.problems += _graph_attributes_problems(catalog, graph)
+    changes = consumer_contract_changes(catalog)
+    if manifest is None:
+        result.notes.append("no dbt manifest: dbt models and their columns not compared (make dbt_project/target/manifest.json)")
+    else:
+        models = dbt_models(manifest)
+        result.problems += [f"dbt model '{key}' has no entry in datasets.yml" for key in sorted(set(models) - set(catalog.datasets))]
+        result.problems += [f"dbt model '{key}' is not in the asset graph snapshot" for key in sorted(set(models) - set(graph))]
+        for key in _published(catalog):
+            if key in models:
+                documented = dict.fromkeys(models[key])
+                changes += schema_changes(key, contract_of(catalog, key), documented, "dbt manifest")
+                result.problems += _unclassified(key, documented, catalog, "documented in dbt")
+        result.problems += _exposure_problems(catalog, exposures)
+    schemas = warehouse_schemas(warehouse, _published(catalog))
+    if isinstance(schemas, str):
+        result.notes.append(schemas)
+    else:
+        for key, actual in schemas.items():
+            changes += schema_changes(key, contract_of(catalog, key), actual, "warehouse")
+            result.problems += _unclassified(key, actual, catalog, "in the warehouse")
+        result.notes.append(f"published schemas compared with the warehouse {warehouse}")
+    _review_breaking_changes(catalog, changes, result)
+    result.problems += _consumer_access_problems(catalog)
+    result.problems += _lifecycle_problems(catalog, today or dt.date.today(), result.notes)
+    return result
+
+
+def _published(catalog: Catalog) -> list[str]:
+    return [key for key, dataset in catalog.datasets.items() if dataset.published]
+
+
+def warehouse_schemas(warehouse: Path, keys: list[str]) -> dict[str, dict[str, str]] | str:
+    """{dataset: {column: type}} of the published tables, or why the warehouse could not be read."""
+    if not warehouse.exists():
+        return f"no warehouse at {warehouse}: published schemas not compared with it"
+    try:
+        with duckdb.connect(str(warehouse), read_only=True) as connection:
+            rows = connection.execute(
+                "SELECT table_schema || '/' || table_name, column_name, data_type FROM information_schema.columns "
+                "ORDER BY table_schema, table_name, ordinal_position").fetchall()
+    except duckdb.Error as error:
+        return f"warehouse {warehouse} not readable now ({str(error).splitlines()[0]}): published schemas not compared"
+    schemas: dict[str, dict[str, str]] = {}
+    for key, column, kind in rows:
+        if key in keys:
+            schemas.setdefault(key, {})[column] = kind
+    return schemas
+
+
+def _unclassified(key: str, actual: dict, catalog: Catalog, where: str) -> list[str]:
+    return [f"{key}.{column} is {where} but not in datasets.yml: unclassified, so no role can read it; classify it"
+            for column in actual if column not in catalog.datasets[key].columns]
+
+
+def _review_breaking_changes(catalog: Catalog, changes: list[SchemaChange], result: Validation) -> None:
+    seen = set()
+    for change in changes:
+        if (change.dataset, change.column, change.change) in seen:
+            continue
+        seen.add((change.dataset, change.column, change.change))
+        consumers = affected_consumers(catalog, change)
+        approval = approval_for(catalog, change)
+        if not consumers:
+            result.notes.append(f"schema change without consumers: {change.describe()}; update the contract in datasets.yml")
+        elif approval is not None:
+            result.notes.append(f"approved breaking change: {change.describe()}, approved by {approval.approved_by} "
+                                f"on {approval.approved_on}: {approval.reason}")
+        else:
+            who = "; ".join(
+                f"{name} (owner team:{catalog.consumers[name].owner}, {catalog.consumers[name].contact}, "
+                f"on call {catalog.teams[catalog.consumers[name].owner].on_call})" for name in consumers)
+            result.problems.append(f"BREAKING: {change.describe()} breaks {who}; restore the column or record the "
+                                   "consumers' agreement in approvals.yml")
+
+
+def _graph_attributes_problems(catalog: Catalog, graph: dict[str, AssetNode]) -> list[str]:
+    """The Dagster assets carry the catalog's owner and tags (as the reviewed graph snapshot shows)."""
+    problems = []
+    for key, node in graph.items():
+        dataset = catalog.datasets.get(key)
+        if dataset is None:
+            continue
+        if f"team:{dataset.owner}" not in node.owners:
+            problems.append(f"asset '{key}' has owners {list(node.owners)} in the graph snapshot, the catalog says "
+                            f"team:{dataset.owner}: regenerate the snapshot (UPDATE_SNAPSHOTS=1)")
+        for tag in ("domain", "classification"):
+            if node.tags.get(tag) != getattr(dataset, tag):
+                problems.append(f"asset '{key}' has tag {tag}={node.tags.get(tag)!r} in the graph snapshot, the "
+                                f"catalog says {getattr(dataset, tag)!r}: regenerate the snapshot (UPDATE_SNAPSHOTS=1)")
+    return problems
+
+
+def _exposure_problems(catalog: Catalog, exposures: Path) -> list[str]:
+    expected = exposures_yaml(catalog)
+    actual = exposures.read_text() if exposures.exists() else ""
+    if actual != expected:
+        return [f"{exposures} does not match consumers.yml: regenerate it with python -m governance.dbt_exposures"]
+    return []
+
+
+def _consumer_access_problems(catalog: Catalog) -> list[str]:
+    problems = []
+    for name, consumer in catalog.consumers.items():
+        for key, columns in consumer.depends_on.items():
+            decision = decide(catalog, consumer.role, key)
+            if not decision.allowed:
+                problems.append(f"consumers.yml: '{name}' reads {key} as role {consumer.role}, which "
+                                f"may not read it ({decision.reason})")
+                continue
+            denied = [c for c in columns if c in decision.columns and decision.columns[c].access == "denied"]
+            if denied:
+                problems.append(f"consumers.yml: '{name}' reads {key} column(s) {', '.join(denied)} as role "
+                                f"{consumer.role}, which is denied them")
+    return problems
+
+
+def _lifecycle_problems(catalog: Catalog, today: dt.date, notes: list[str]) -> list[str]:
+    problems = []
+    for key, dataset in catalog.datasets.items():
+        lifecycle = dataset.lifecycle
+        if lifecycle.status != "deprecated":
+            continue
+        readers = [name for name, consumer in catalog.consumers.items() if key in consumer.depends_on]
+        message = (f"{key} is deprecated (sunset {lifecycle.sunset}, use {lifecycle.replacement}) and still read by "
+                   f"{', '.join(readers)}")
+        if readers and lifecycle.sunset <= today:
+            problems.append(message + ": past its sunset date")
+        elif readers:
+            notes.append(message)
+    return problems

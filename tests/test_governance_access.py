@@ -1,0 +1,285 @@
+"""Enforcement: the governed query entry point shows each role only what its policy allows, leaves no route to
+unmasked data, and audits every read. Runs on a real DuckDB warehouse file (conftest.governed_warehouse)."""
+
+import hashlib
+import json
+
+import duckdb
+import pandas as pd
+import pytest
+
+from governance.access import AccessDenied, governed_query, masking_key, query_references
+from governance.audit import audit_log_path, read_audit_log
+from governance.catalog import load_catalog
+from governance.cli import main as governance_main
+from governance.policy import decide
+
+CATALOG = load_catalog()
+PII_COLUMNS = [(key, name) for key, dataset in CATALOG.datasets.items() if dataset.published
+               for name, column in dataset.columns.items() if column.pii]
+ROLES = list(CATALOG.access.roles)
+ATTRIBUTES = {"carrier": "UA"}
+
+
+def _forms(value) -> set[str]:
+    """A personal data value as it could leak: itself, and its unkeyed hashes."""
+    text = str(value)
+    return {text, text.lower(), hashlib.sha256(text.encode()).hexdigest()[:16], hashlib.md5(text.encode()).hexdigest()}
+
+
+def _leaks(values: list, outputs: list) -> list[str]:
+    """Every value (in any of its forms) found inside any output cell or text."""
+    cells = [str(cell) for output in outputs for cell in (output if isinstance(output, list | tuple) else [output])]
+    return sorted({form for value in values if value is not None for form in _forms(value)
+                   for cell in cells if form in cell})
+
+
+def _flatten(result) -> list:
+    return [*result.columns, *(cell for row in result.rows for cell in row)]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("key", "column"), PII_COLUMNS)
+def test_each_pii_column_reaches_each_role_only_as_its_policy_says(governed_warehouse, role, key, column):
+    """For every role and every PII column: full shows the stored values, masked never shows them in any form,
+    denied refuses the column and leaves it out of SELECT *, a denied dataset is refused, a row filter keeps
+    only the reader's rows."""
+    values = governed_warehouse["pii"][key][column]
+    table = key.replace("/", ".")
+    decision = decide(CATALOG, role, key)
+    if not decision.allowed:
+        with pytest.raises(AccessDenied, match="may not read|not granted"):
+            governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+        return
+    everything = governed_query(role, f"SELECT * FROM {table}", attributes=ATTRIBUTES)
+    if decision.row_filter:
+        carriers = {row[everything.columns.index("carrier")] for row in everything.rows}
+        assert carriers == {ATTRIBUTES["carrier"]}
+        assert 0 < len(everything.rows) < governed_warehouse["rows"]
+    access = decision.columns[column].access
+    if access == "denied":
+        assert column not in everything.columns
+        assert _leaks(values, _flatten(everything)) == []
+        with pytest.raises(AccessDenied, match=f"column {column}") as refused:
+            governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+        assert _leaks(values, [str(refused.value)]) == []
+        return
+    selected = governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+    shown = [row[0] for row in selected.rows]
+    if access == "full":
+        assert set(shown) <= set(values) and len(shown) == len(everything.rows)
+        if not decision.row_filter:
+            assert sorted(map(str, shown)) == sorted(map(str, values))
+        return
+    assert access == "masked"
+    assert _leaks(values, _flatten(everything)) == []
+    assert _leaks(values, _flatten(selected)) == []
+    # nor in derived forms: aggregates, concatenation, text functions
+    derived = governed_query(role, f"SELECT string_agg(CAST({column} AS VARCHAR), ','), min({column}), "
+                             f"max({column}), upper(CAST(min({column}) AS VARCHAR)) FROM {table}", attributes=ATTRIBUTES)
+    assert _leaks(values, _flatten(derived)) == []
+    rule = decision.columns[column].masking.rule
+    non_null = [v for v in shown if v is not None]
+    assert non_null, "the masked column still has its rows"
+    if rule == "redact":
+        assert set(non_null) == {"***"}
+    elif rule == "hash":
+        assert all(len(v) == 16 for v in non_null)
+    elif rule == "keep_last":
+        assert all(v.startswith("*") for v in non_null)
+    elif rule == "year":
+        assert all(isinstance(v, int) and 1900 < v < 2014 for v in non_null)
+
+
+def test_masked_values_cannot_be_probed_with_a_known_value(governed_warehouse):
+    email = governed_warehouse["pii"]["marts/bookings"]["email"][0]
+    probe = f"SELECT count(*) FROM marts.bookings WHERE email = '{email}' OR lower(email) LIKE '%{email[:6]}%'"
+    assert governed_query("data_engineer", probe).rows == [(1,)]
+    assert governed_query("analyst", probe).rows == [(0,)]
+
+
+def test_hash_tokens_are_stable_and_keyed(governed_warehouse, data_dir):
+    first = governed_query("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
+    second = governed_query("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
+    assert first == second  # the same passenger keeps the same token, so analysts can count and join
+    key_file = data_dir / "governance" / "masking_key"
+    assert key_file.stat().st_mode & 0o077 == 0
+    assert masking_key(data_dir) not in json.dumps(first)
+
+
+def test_unknown_roles_are_denied_and_audited(governed_warehouse):
+    with pytest.raises(AccessDenied, match="unknown role 'intern': denied by default"):
+        governed_query("intern", "SELECT flight_id FROM marts.flights")
+    record = read_audit_log()[-1]
+    assert (record["role"], record["decision"]) == ("intern", "deny")
+
+
+def test_unclassified_columns_are_denied(governed_warehouse):
+    with duckdb.connect(str(governed_warehouse["path"])) as connection:
+        connection.execute("ALTER TABLE marts.bookings ADD COLUMN passport_number VARCHAR DEFAULT 'X1234567'")
+    everything = governed_query("data_engineer", "SELECT * FROM marts.bookings")
+    assert "passport_number" not in everything.columns
+    assert "X1234567" not in json.dumps(everything.rows, default=str)
+    with pytest.raises(AccessDenied, match="passport_number .*unclassified"):
+        governed_query("data_engineer", "SELECT passport_number FROM marts.bookings")
+
+
+def test_unpublished_and_ungranted_datasets_are_denied(governed_warehouse):
+    with pytest.raises(AccessDenied, match="not granted"):
+        governed_query("ml_service", "SELECT * FROM marts.bookings")
+    with pytest.raises(AccessDenied, match="denied by its grant"):
+        governed_query("analyst", "SELECT * FROM marts.bookings_quarantine")
+    with pytest.raises(AccessDenied, match="needs|filtered by the reader's 'carrier'"):
+        governed_query("partner_airline", "SELECT count(*) FROM marts.flights")
+
+
+ESCAPES = {
+    "raw table": "SELECT * FROM raw.bookings",
+    "staging table": "SELECT * FROM staging.stg_bookings__bookings",
+    "intermediate table": "SELECT email FROM intermediate.int_bookings__validated",
+    "audit schema": "SELECT * FROM marts_audit.bookings",
+    "catalog-qualified warehouse": "SELECT * FROM warehouse.marts.bookings",
+    "unqualified staging name": "SELECT * FROM stg_bookings__bookings",
+    "read_csv": "SELECT * FROM read_csv('{landing}')",
+    "read_csv_auto": "SELECT * FROM read_csv_auto('{landing}')",
+    "file path as table": "SELECT * FROM '{landing}'",
+    "read_text": "SELECT content FROM read_text('{landing}')",
+    "read_blob": "SELECT content FROM read_blob('{landing}')",
+    "read_json": "SELECT * FROM read_json('{landing}')",
+    "read_parquet of the warehouse": "SELECT * FROM read_parquet('{warehouse}')",
+    "glob": "SELECT * FROM glob('{data}/**')",
+    "sniff_csv": "SELECT * FROM sniff_csv('{landing}')",
+    "query_table": "SELECT * FROM query_table('raw.bookings')",
+    "query": "SELECT * FROM query('SELECT * FROM raw.bookings')",
+    "attach": "ATTACH '{warehouse}' AS stolen (READ_ONLY)",
+    "attach after a select": "SELECT 1; ATTACH '{warehouse}' AS stolen",
+    "set external access": "SET enable_external_access = true",
+    "unlock configuration": "SET lock_configuration = false",
+    "reset": "RESET enable_external_access",
+    "pragma": "PRAGMA enable_profiling",
+    "copy out": "COPY marts.bookings TO '{data}/stolen.csv'",
+    "copy in": "COPY marts.bookings FROM '{landing}'",
+    "export database": "EXPORT DATABASE '{data}/stolen'",
+    "install extension": "INSTALL httpfs",
+    "load extension": "LOAD httpfs",
+    "create secret": "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')",
+    "use another database": "USE warehouse",
+    "python variable (replacement scan)": "SELECT * FROM leaked_frame",
+    "getenv": "SELECT getenv('HOME')",
+}
+
+
+@pytest.mark.parametrize("route", ESCAPES)
+def test_escape_routes_are_closed_and_audited(governed_warehouse, data_dir, route):
+    leaked_frame = pd.DataFrame({"email": governed_warehouse["pii"]["marts/bookings"]["email"]})  # noqa: F841
+    sql = ESCAPES[route].format(landing=data_dir / "landing" / "bookings" / "bookings_2013-01-01.csv",
+                                warehouse=governed_warehouse["path"], data=data_dir)
+    before = len(read_audit_log())
+    with pytest.raises(AccessDenied) as denied:
+        governed_query("analyst", sql)
+    emails = governed_warehouse["pii"]["marts/bookings"]["email"]
+    assert _leaks(emails, [str(denied.value)]) == []
+    records = read_audit_log()
+    assert len(records) == before + 1 and records[-1]["decision"] == "deny" and records[-1]["sql"] == sql
+    assert not (data_dir / "stolen.csv").exists() and not (data_dir / "stolen").exists()
+
+
+def test_system_tables_show_only_the_roles_copy(governed_warehouse, data_dir):
+    result = governed_query("analyst", "SELECT database_name, path FROM duckdb_databases()")
+    assert str(governed_warehouse["path"]) not in json.dumps(result.rows)
+    tables = governed_query("analyst", "SELECT schema_name, table_name, sql FROM duckdb_tables()")
+    assert {(s, t) for s, t, _ in tables.rows} <= {("marts", "bookings")}  # nothing was named: nothing copied
+    named = governed_query("analyst", "SELECT sql FROM duckdb_tables() WHERE table_name = 'bookings' "
+                           "UNION ALL SELECT email FROM marts.bookings LIMIT 1")
+    assert masking_key(data_dir) not in json.dumps(named.rows)
+    settings = governed_query("analyst", "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'")
+    assert settings.rows == [("false",)]
+
+
+def test_the_sandbox_holds_even_for_statements_the_parser_would_refuse(governed_warehouse):
+    """Second wall: were the SELECT-only check bypassed, the sandbox itself refuses files and settings."""
+    from governance.access import _sandbox
+
+    sandbox, held = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT * FROM bookings"),
+                             {}, None)
+    leaked = pd.DataFrame({"email": governed_warehouse["pii"]["marts/bookings"]["email"]})  # noqa: F841
+    with sandbox:
+        assert set(held) == {"marts/bookings"}
+        with pytest.raises(duckdb.Error, match="leaked"):  # no replacement scan of the caller's variables
+            sandbox.execute("SELECT * FROM leaked")
+        for statement in [f"ATTACH '{governed_warehouse['path']}' AS w", "SET enable_external_access = true",
+                          "SET lock_configuration = false", "COPY marts.bookings TO 'stolen.csv'",
+                          "INSTALL httpfs"]:
+            with pytest.raises(duckdb.Error):
+                sandbox.execute(statement)
+        assert sandbox.execute("SELECT count(*) FROM duckdb_databases() WHERE NOT internal").fetchall() == [(1,)]
+
+
+def test_every_read_appends_one_audit_record(governed_warehouse, data_dir):
+    assert read_audit_log() == []
+    governed_query("partner_airline", "SELECT f.flight_id, b.email FROM flights f JOIN bookings b USING (flight_id)",
+                   attributes={"carrier": "AA"}, user="ana@partner.example")
+    with pytest.raises(AccessDenied):
+        governed_query("partner_airline", "SELECT passenger_name FROM bookings", attributes={"carrier": "AA"})
+    allowed, denied = read_audit_log()
+    assert audit_log_path().parent == data_dir / "governance" and "audit" in audit_log_path().name
+    assert allowed["user"] == "ana@partner.example" and allowed["role"] == "partner_airline"
+    assert allowed["decision"] == "allow" and allowed["attributes"] == {"carrier": "AA"}
+    assert allowed["datasets"] == ["marts/flights", "marts/bookings"]
+    assert allowed["columns"] == {"marts/flights": ["flight_id"], "marts/bookings": ["flight_id", "email"]}
+    assert allowed["at"] and allowed["rows"] > 0
+    assert denied["decision"] == "deny" and "passenger_name" in denied["reason"]
+    assert denied["datasets"] == ["marts/bookings"]
+
+
+def test_cli_query_prints_the_governed_result_and_refuses_in_one_line(governed_warehouse, capsys):
+    assert governance_main(["--json", "query", "--role", "analyst", "SELECT * FROM marts.bookings"]) == 0
+    out = capsys.readouterr().out
+    for column, values in governed_warehouse["pii"]["marts/bookings"].items():
+        assert _leaks(values, [out]) == [], column
+    assert len(json.loads(out)["rows"]) == governed_warehouse["rows"]
+    assert governance_main(["query", "--role", "customer_care", "SELECT passenger_name FROM bookings LIMIT 1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == governed_warehouse["pii"]["marts/bookings"]["passenger_name"][0]
+    assert governance_main(["query", "--role", "analyst", "SELECT * FROM raw.bookings"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not a published dataset" in error
+    assert governance_main(["query", "--role", "partner_airline", "--attribute", "carrier=UA",
+                            "SELECT DISTINCT carrier FROM flights"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].strip() == "UA"
+
+
+def test_query_references_are_read_from_the_parse_tree():
+    refs = query_references("WITH recent AS (SELECT email, carrier FROM marts.bookings) "
+                            "SELECT r.email, f.dep_delay FROM recent r JOIN flights f USING (carrier)")
+    assert refs.tables == [("marts", "bookings"), ("", "recent"), ("", "flights")]
+    assert {"email", "carrier", "dep_delay", "recent"} <= refs.names and not refs.wide
+    assert query_references("SELECT * FROM flights").wide
+    assert query_references("SELECT b FROM bookings b").wide  # a whole row as a value
+    with pytest.raises(AccessDenied, match="single SELECT"):
+        query_references("SELECT 1; SELECT 2")
+    with pytest.raises(AccessDenied, match="does not parse"):
+        query_references("SELEC 1")
+
+
+def test_governed_queries_on_the_real_pipeline_warehouse(pipeline_run):
+    """The real marts of ten days: no stored passenger value reaches the analyst, the partner airline sees exactly
+    its carrier's rows, and the catalog's contract matches every published table."""
+    from governance.graph import load_asset_graph, load_manifest
+    from governance.paths import DBT_EXPOSURES
+    from governance.validate import validate
+
+    folder = pipeline_run["settings"].data_dir
+    with duckdb.connect(str(pipeline_run["settings"].warehouse_path), read_only=True) as connection:
+        stored = connection.execute("SELECT passenger_name, email, phone_e164, date_of_birth, loyalty_number "
+                                    "FROM marts.bookings USING SAMPLE 300 ROWS").fetchall()
+        ua_rows = connection.execute("SELECT count(*) FROM marts.bookings WHERE carrier = 'UA'").fetchall()[0][0]
+    analyst = governed_query("analyst", "SELECT * FROM marts.bookings", data_dir=folder)
+    cells = {str(cell) for row in analyst.rows for cell in row}
+    assert not {str(value) for row in stored for value in row if value is not None} & cells
+    partner = governed_query("partner_airline", "SELECT carrier, count(*) FROM marts.bookings GROUP BY carrier",
+                             attributes={"carrier": "UA"}, data_dir=folder)
+    assert partner.rows == [("UA", ua_rows)]
+    result = validate(CATALOG, load_asset_graph(), load_manifest(), pipeline_run["settings"].warehouse_path,
+                      DBT_EXPOSURES)
+    assert result.problems == []
+    assert any("compared with the warehouse" in note for note in result.notes)
