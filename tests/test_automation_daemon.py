@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from governance.catalog import load_catalog
+
 from platform_assets.settings import REPO_ROOT
 
 HISTORY = (dt.date(2013, 1, 1), dt.date(2013, 1, 10))  # enough for a model that reaches the floors
@@ -68,3 +70,10 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         for key in ("raw/bookings", "staging/stg_flights__flights", "marts/bookings", "marts/flight_features"):
             assert materialized(instance, key, REPLAYED), key
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in replay_runs), summary
+
+        # The daemon evaluated the freshness policies that come from the catalog's SLAs: all fresh now.
+        with_sla = [dg.AssetKey.from_user_string(key) for key, dataset in load_catalog().datasets.items()
+                    if dataset.freshness_sla]
+        states = {key.to_user_string(): record.freshness_state.value
+                  for key, record in instance.get_freshness_state_records(with_sla).items()}
+        assert states == {key.to_user_string(): "PASS" for key in with_sla}
