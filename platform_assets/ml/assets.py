@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from governance.catalog import load_catalog
+from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.metadata import owner_tags, table_version
 from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.ml.model import (
@@ -51,6 +52,7 @@ def _catalog_attributes(key: str) -> dict:
     output_required=False,
     **_catalog_attributes("ml/delay_model"),
 )
+@tracked(inputs=[table_dataset(FEATURES_TABLE, version_from="feature_dataset_version")], outputs=[model_dataset()])
 def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
     import mlflow as mlflow_client  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
@@ -142,6 +144,7 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     output_required=False,
     **_catalog_attributes("ml/flight_delay_predictions"),
 )
+@tracked(inputs=[table_dataset(FEATURES_TABLE), model_dataset()], outputs=[table_dataset(PREDICTIONS_TABLE)])
 def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):
