@@ -64,12 +64,12 @@ class Step:
         settings = load_settings()
         warehouse, mlflow = (getattr(context.resources, name, None) for name in ("warehouse", "mlflow"))
         window = None
-        if context.has_partition_key or context.has_partition_key_range:
+        if context.assets_def.partitions_def is not None:
             time_window = context.partition_time_window
             window = (time_window.start, time_window.end)
         return cls(
-            dagster_run_id=context.run_id,
-            dagster_job=context.job_name,
+            dagster_run_id=context.run.run_id,
+            dagster_job=context.run.job_name,
             window=window,
             locations=Locations(
                 warehouse_path=settings.warehouse_path if warehouse is None else Path(warehouse.path).resolve(),
