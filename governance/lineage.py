@@ -121,6 +121,9 @@ def _node(dataset: Dataset, producer: Run | None, runs: list[Run], traced: set[s
         node["source"] = "file delivered to the landing zone" if dataset.namespace == "file" \
             else "no recorded run produced it"
         return node
+    if dataset.version is None:  # the reader did not know it; the producer did
+        node["version"] = next((output.version for output in producer.outputs
+                                if output.identity == dataset.identity), None)
     node["produced_by"] = {"job": producer.job, "run_id": producer.run_id, "dagster_run_id": producer.dagster_run,
                            "dagster_job": producer.dagster_job, "data_window": producer.window,
                            "started": producer.started, "completed": producer.completed}
@@ -149,17 +152,20 @@ def _producer_of(dataset: Dataset, reader: Run, runs: list[Run]) -> Run | None:
 
 
 def render(node: dict, depth: int = 0) -> str:
-    """The tree as indented text, landing files summarized per run."""
+    """The tree as indented text: short run ids and checksums, landing files summarized per run."""
     pad = "   " * depth
-    lines = [f"{pad}{'<- ' if depth else ''}{node['dataset']}" + (f" @ {node['version']}" if node["version"] else "")]
+    version = node["version"] or ""
+    if version.startswith("sha256:"):
+        version = version[:19] + "…"
+    lines = [f"{pad}{'<- ' if depth else ''}{node['dataset']}" + (f" @ {version}" if version else "")]
     detail = pad + ("   " if depth else "")
     producer = node["produced_by"]
     if producer is None:
-        lines[-1] += f"  ({node['source']})"
+        lines[-1] += "  (landing file)" if node["namespace"] == "file" else f"  ({node['source']})"
         return "\n".join(lines)
-    window = f", data {producer['data_window']}" if producer["data_window"] else ""
-    lines.append(f"{detail}by {producer['job']} (run {producer['run_id']}, Dagster run {producer['dagster_run_id']}"
-                 f"{window}, completed {producer['completed']})")
+    window = f" · data {producer['data_window']}" if producer["data_window"] else ""
+    lines.append(f"{detail}by {producer['job']} · Dagster run {(producer['dagster_run_id'] or '?')[:8]}{window}"
+                 f" · {producer['completed'][:19].replace('T', ' ')} UTC")
     if node.get("traced_above"):
         lines.append(f"{detail}(inputs traced above)")
         return "\n".join(lines)

@@ -28,7 +28,7 @@ from openlineage.client.uuid import generate_new_uuid
 
 from governance.catalog import Catalog, load_catalog
 from platform_assets.lineage import facets
-from platform_assets.lineage.datasets import MODEL, TABLE, DatasetRef, Locations
+from platform_assets.lineage.datasets import TABLE, DatasetRef, Locations
 from platform_assets.lineage.emitter import LineageEmitter
 from platform_assets.settings import load_settings
 
@@ -172,7 +172,7 @@ class LineageRun:
                 **(facets.schema(columns) if ref.kind == TABLE else {}),
                 **facets.version(self._version(ref)),
                 **facets.column_lineage(self.column_sources.get(ref.name, {})),
-                **facets.assertions(self.checks if ref.kind in (TABLE, MODEL) else []),
+                **facets.assertions(self.checks),
             }
 
         outputs = self._datasets(OutputDataset, self.outputs, described)
