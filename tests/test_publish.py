@@ -8,6 +8,7 @@ import dagster as dg
 import duckdb
 
 from conftest import PIPELINE_LAST_DAY
+from openlineage_spec import event_problems
 
 
 def _counts(path, day):
@@ -40,8 +41,9 @@ def test_failed_audit_keeps_the_published_marts(pipeline_run, tmp_path, monkeypa
     assert "marts" not in materialized
     assert _counts(warehouse, PIPELINE_LAST_DAY) == before
     # Lineage says the same: the failed test on the staged flights, the marts not built (dbt skipped them).
-    lines = (tmp_path / "lineage" / "events.jsonl").read_text().splitlines()
-    ends = {e["job"]["name"]: e for e in map(json.loads, lines) if e["eventType"] != "START"}
+    events = [json.loads(line) for line in (tmp_path / "lineage" / "events.jsonl").read_text().splitlines()]
+    assert [problem for event in events for problem in event_problems(event)] == []
+    ends = {e["job"]["name"]: e for e in events if e["eventType"] != "START"}
     assert {ends[f"marts/{mart}"]["eventType"] for mart in ("flights", "flight_features", "bookings")} == {"ABORT"}
     staged = ends["staging/stg_flights__flights"]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"]
     assert {a["name"]: a["success"] for a in staged}["stg_flights__flight_id_is_unique"] is False
