@@ -15,6 +15,7 @@ from governance.catalog import CatalogError, load_catalog
 from governance.check_status import latest_check_status
 from governance.graph import load_asset_graph, load_manifest
 from governance.impact import impact
+from governance.lineage import LineageError, events_path, load_events, render, trace
 from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
 from governance.policy import access_matrix
 from governance.report import render_report
@@ -151,6 +152,10 @@ def _key_values(answer: dict) -> str:
     return _aligned([[key, str(value)] for key, value in answer.items()])
 
 
+def _trace(args: argparse.Namespace) -> dict:
+    return trace(load_events(events_path()), args.dataset, args.version)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="governance", description="Ask the governance catalog; read governed data.")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -190,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=int, default=50, help="rows shown as text (default: %(default)s)")
     query.add_argument("sql")
     query.set_defaults(handler=_query, render=_query_text)
+
+    provenance = commands.add_parser("trace", help="the runs, input versions and landing files behind a version "
+                                     "of DATASET (a prediction: the model version that scored it)")
+    provenance.add_argument("dataset", help="asset key (marts/flights), table (marts.flights) or dataset name")
+    provenance.add_argument("--version", help="a dataset version, or a run id (OpenLineage or Dagster); "
+                            "the latest when omitted")
+    provenance.set_defaults(handler=_trace, render=render)
     return parser
 
 
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         answer = args.handler(args)
     except Failed as failure:
         answer, status = failure.answer, 1
-    except (CatalogError, AccessDenied) as error:
+    except (CatalogError, AccessDenied, LineageError) as error:
         print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2, default=str) if args.json else args.render(answer))

@@ -67,9 +67,11 @@ def table_version(
     connection: duckdb.DuckDBPyConnection, relation: str, where: str = "true", columns: list[str] | None = None
 ) -> str:
     """A content fingerprint of a table's rows (order-independent): equal content gives the same version.
-    `columns` limits it to the data columns (leaving out, say, ingestion time)."""
+    `columns` limits it to the data columns (leaving out, say, ingestion time). The row hashes are summed
+    (mod 2^64), not XORed: an XOR cancels repeated rows, and DuckDB's row hash combines its fields so that
+    a reference snapshot delivered on an even number of days XORed to 0 whatever its content."""
     row = "t" if columns is None else "struct_pack(" + ", ".join(f'"{c}"' for c in columns) + ")"
     rows, fingerprint = connection.execute(
-        f"SELECT count(*), coalesce(bit_xor(hash({row})), 0) FROM {relation} t WHERE {where}"
+        f"SELECT count(*), coalesce(sum(hash({row})::HUGEINT) % {2**64}, 0) FROM {relation} t WHERE {where}"
     ).fetchall()[0]
-    return f"{rows}-{fingerprint:016x}"
+    return f"{rows}-{int(fingerprint):016x}"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lineage_receiver import LineageReceiver
+
 # A short real window: enough days for the trailing statistics, a holdout, and the July date-format switch
 # is exercised in the simulator tests instead.
 PIPELINE_FIRST_DAY = dt.date(2013, 1, 1)
@@ -41,10 +43,17 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
     with dg.DagsterInstance.get() as instance:
         first = materialize_range(instance, PIPELINE_FIRST_DAY, PIPELINE_LAST_DAY, show_progress=False)
         first_counts = layer_row_counts(settings)
-        second = materialize_range(instance, PIPELINE_FIRST_DAY, PIPELINE_LAST_DAY, show_progress=False)
+        # The second run also delivers its lineage over HTTP to a Marquez-compatible receiver.
+        receiver = LineageReceiver().start()
+        os.environ["OPENLINEAGE_URL"] = receiver.url
+        try:
+            second = materialize_range(instance, PIPELINE_FIRST_DAY, PIPELINE_LAST_DAY, show_progress=False)
+        finally:
+            os.environ.pop("OPENLINEAGE_URL")
+            receiver.stop()
         second_counts = layer_row_counts(settings)
         yield {"settings": settings, "instance": instance, "first": first, "first_counts": first_counts,
-               "second": second, "second_counts": second_counts}
+               "second": second, "second_counts": second_counts, "lineage_receiver": receiver}
     for name, value in previous.items():
         if value is None:
             os.environ.pop(name, None)

@@ -1,12 +1,14 @@
 """Write-audit-publish for the dbt marts, on a copy of the pipeline's warehouse: a build whose blocking
 tests fail publishes nothing, and consumers keep reading the last good version."""
 
+import json
 import shutil
 
 import dagster as dg
 import duckdb
 
 from conftest import PIPELINE_LAST_DAY
+from openlineage_spec import event_problems
 
 
 def _counts(path, day):
@@ -38,6 +40,13 @@ def test_failed_audit_keeps_the_published_marts(pipeline_run, tmp_path, monkeypa
     materialized = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
     assert "marts" not in materialized
     assert _counts(warehouse, PIPELINE_LAST_DAY) == before
+    # Lineage says the same: the failed test on the staged flights, the marts not built (dbt skipped them).
+    events = [json.loads(line) for line in (tmp_path / "lineage" / "events.jsonl").read_text().splitlines()]
+    assert [problem for event in events for problem in event_problems(event)] == []
+    ends = {e["job"]["name"]: e for e in events if e["eventType"] != "START"}
+    assert {ends[f"marts/{mart}"]["eventType"] for mart in ("flights", "flight_features", "bookings")} == {"ABORT"}
+    staged = ends["staging/stg_flights__flights"]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"]
+    assert {a["name"]: a["success"] for a in staged}["stg_flights__flight_id_is_unique"] is False
 
 
 def test_published_marts_carry_their_version(pipeline_run):

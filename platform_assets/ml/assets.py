@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.metadata import table_version
 from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.ml.model import (
@@ -44,6 +45,7 @@ SKOPS_TRUSTED_TYPES = [
     )],
     output_required=False,
 )
+@tracked(inputs=[table_dataset(FEATURES_TABLE, version_from="feature_dataset_version")], outputs=[model_dataset()])
 def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
     import mlflow as mlflow_client  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
@@ -134,6 +136,7 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     )],
     output_required=False,
 )
+@tracked(inputs=[table_dataset(FEATURES_TABLE), model_dataset()], outputs=[table_dataset(PREDICTIONS_TABLE)])
 def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):

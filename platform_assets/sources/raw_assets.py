@@ -13,6 +13,7 @@ import duckdb
 from platform_assets.checks.contracts import (
     Violation, contract_rules, duplicate_keys, evaluate_rules, violations_markdown,
 )
+from platform_assets.lineage import file_dataset, lineage_run, table_dataset
 from platform_assets.metadata import column_schema, table_version
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
@@ -139,6 +140,7 @@ class AuditedBatch:
     volume_anomalies: list[tuple] = field(default_factory=list)
     published: bool = False
     version: str = ""  # published version of the range after this run (unchanged when not published)
+    files: dict[str, str] = field(default_factory=dict)  # landing file -> its sha256, as verified
 
     @property
     def rows(self) -> int:
@@ -147,7 +149,7 @@ class AuditedBatch:
 
 def _stage(connection, source, landing_dir, first_day, last_day, batch_id, audit) -> AuditedBatch:
     files = [(day, *_verified_file(landing_dir, source, day)) for day in days_between(first_day, last_day)]
-    batch = AuditedBatch(source, first_day, last_day, {})
+    batch = AuditedBatch(source, first_day, last_day, {}, files={str(path): digest for _, path, digest in files})
     if not source.snapshot:
         seen: dict[str, str] = {}
         previous = dict(connection.execute(
@@ -356,29 +358,34 @@ def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinitio
             for key in selected:
                 source = source_by_key[key]
                 batch_id = f"{context.run_id}:{source.name}:{first_day}:{last_day}"
-                try:
-                    batch = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
-                except DeliveryError as error:
-                    refused.append(str(error))
-                    context.log.error(f"raw.{source.name}: refused: {error}")
-                    yield dg.AssetCheckResult(asset_key=key, check_name="contract", passed=False,
-                                              metadata={"refused": str(error)})
-                    continue
-                yield from _check_results(batch, key)
-                context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {first_day}..{last_day}, "
-                                 f"{'published' if batch.published else 'NOT published'}")
-                if batch.published:
-                    total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
-                    yield dg.MaterializeResult(
-                        asset_key=key,
-                        metadata={
-                            "dagster/row_count": total,
-                            "rows_loaded_this_run": batch.rows,
-                            "days_loaded": f"{first_day}..{last_day} ({len(batch.rows_per_day)} days)",
-                            "published_version": batch.version,
-                            "batch_id": batch_id,
-                        },
-                    )
+                delivered = [file_dataset(landing_file(landing_dir, source, day))
+                             for day in days_between(first_day, last_day)]
+                raw_table = table_dataset(f"raw.{source.name}", version_from="published_version")
+                with lineage_run(context, key, inputs=delivered, outputs=[raw_table]) as lineage:
+                    try:
+                        batch = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
+                    except DeliveryError as error:
+                        refused.append(str(error))
+                        context.log.error(f"raw.{source.name}: refused: {error}")
+                        yield from lineage.observe([dg.AssetCheckResult(
+                            asset_key=key, check_name="contract", passed=False, metadata={"refused": str(error)})])
+                        continue
+                    lineage.inputs = [file_dataset(path, sha256) for path, sha256 in batch.files.items()]
+                    yield from lineage.observe(_check_results(batch, key))
+                    context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {first_day}..{last_day}, "
+                                     f"{'published' if batch.published else 'NOT published'}")
+                    if batch.published:
+                        total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
+                        yield from lineage.observe([dg.MaterializeResult(
+                            asset_key=key,
+                            metadata={
+                                "dagster/row_count": total,
+                                "rows_loaded_this_run": batch.rows,
+                                "days_loaded": f"{first_day}..{last_day} ({len(batch.rows_per_day)} days)",
+                                "published_version": batch.version,
+                                "batch_id": batch_id,
+                            },
+                        )])
         if refused:
             raise dg.Failure(description="Refused deliveries:\n" + "\n".join(refused))
 

@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from platform_assets.lineage import emit_dbt_lineage
 from platform_assets.metadata import column_schema, table_columns
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
@@ -114,6 +115,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
         events.extend(invocation.stream())
     except DagsterDbtCliRuntimeError as error:
         failure = error
-    yield from _publish_and_describe(context, events, warehouse, first_day, last_day, failure is None)
+    described = list(_publish_and_describe(context, events, warehouse, first_day, last_day, failure is None))
+    emit_dbt_lineage(context, invocation, described, warehouse, dbt_asset_key)
+    yield from described
     if failure is not None:
         raise failure
