@@ -1,10 +1,10 @@
 """The governed query entry point: a role reads the warehouse only in the form its policy allows.
 
-DuckDB has no GRANT, so every query runs in a fresh in-memory database that holds nothing but the role's view
+DuckDB has no GRANT, so every query runs in a fresh in-memory database that holds nothing but the role's form
 of the datasets the query names: the allowed columns, masked per PII category, the rows of its row filter.
-The warehouse is attached read-only only while those tables are copied, then detached; external access
-(files, ATTACH, extensions, replacement scans) is switched off and the configuration locked before the
-user's SQL runs. What is not in that database cannot be reached. Every read, allowed or denied, appends a
+That database never sees the warehouse: a separate connection reads it and hands over masked Arrow batches.
+External access (files, ATTACH, extensions, replacement scans) is switched off and the configuration locked
+before the user's SQL runs. What is not in that database cannot be reached. Every read, allowed or denied, appends a
 record to <data>/governance/audit.jsonl.
 """
 
@@ -26,6 +26,7 @@ from governance.paths import governance_dir, warehouse_path
 from governance.policy import DatasetDecision, decide, masking_sql
 
 SANDBOX_SCHEMAS = ("marts", "ml")  # where published datasets live; the sandbox recreates only these
+STREAM_BATCH_ROWS = 100_000
 
 
 class AccessDenied(PermissionError):
@@ -138,7 +139,8 @@ def _warehouse_columns(connection: duckdb.DuckDBPyConnection, key: str) -> list[
         {"schema": schema, "table": table}).fetchall()]
 
 
-def _copy_sql(decision: DatasetDecision, columns: list[str]) -> str:
+def _masked_select(decision: DatasetDecision, columns: list[str]) -> str:
+    """The role's form of a dataset: the given columns, masked where the policy says, rows of its row filter."""
     schema, table = decision.dataset.split("/")
     expressions = []
     for name in columns:
@@ -146,46 +148,68 @@ def _copy_sql(decision: DatasetDecision, columns: list[str]) -> str:
         column = decision.columns[name]
         expressions.append(f"{masking_sql(column.masking, quoted) if column.access == 'masked' else quoted} AS {quoted}")
     where = f' WHERE "{decision.row_filter.column}" = $row_filter_value' if decision.row_filter else ""
-    return (f'CREATE TABLE "{schema}"."{table}" AS SELECT {", ".join(expressions)} '
-            f'FROM warehouse."{schema}"."{table}"{where}')
+    return f'SELECT {", ".join(expressions)} FROM warehouse."{schema}"."{table}"{where}'
+
+
+@dataclass
+class Sandbox:
+    """The locked database the user's SQL runs in, and the source connection that feeds it."""
+
+    database: duckdb.DuckDBPyConnection
+    source: duckdb.DuckDBPyConnection
+    held: dict[str, list[str]]
+
+    def close(self) -> None:
+        self.database.close()
+        self.source.close()
 
 
 def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryReferences,
-             attributes: dict[str, str], data_dir: Path | None) -> tuple[duckdb.DuckDBPyConnection, dict[str, list[str]]]:
-    """A locked in-memory database with the role's copy of each dataset, and the columns each copy holds."""
+             attributes: dict[str, str], data_dir: Path | None, stream: bool = True) -> Sandbox:
+    """A locked in-memory database holding the role's form of each dataset the query names, and nothing else.
+    A separate source connection reads the warehouse and hands over only masked, filtered Arrow batches: streamed
+    through a view (a LIMIT reads a few batches), or copied into a table when the query scans a dataset twice."""
     warehouse = warehouse_path(data_dir)
     if not warehouse.exists():
         raise AccessDenied(f"no warehouse at {warehouse}: materialize the platform first")
-    sandbox = duckdb.connect(":memory:")
-    held = {}
+    sandbox = Sandbox(duckdb.connect(":memory:"), duckdb.connect(":memory:"), {})
     try:
         try:
-            sandbox.execute("ATTACH $path AS warehouse (READ_ONLY)", {"path": str(warehouse)})
+            sandbox.source.execute("ATTACH $path AS warehouse (READ_ONLY)", {"path": str(warehouse)})
         except duckdb.IOException as error:
             raise AccessDenied(f"the warehouse {warehouse} cannot be opened for reading (is a run writing it?): "
                                f"{_first_line(error)}") from None
+        database = sandbox.database
         for schema in SANDBOX_SCHEMAS:
-            sandbox.execute(f'CREATE SCHEMA "{schema}"')
-        decisions = [_decision(catalog, role, key, _warehouse_columns(sandbox, key), attributes) for key in keys]
+            database.execute(f'CREATE SCHEMA "{schema}"')
+        decisions = [_decision(catalog, role, key, _warehouse_columns(sandbox.source, key), attributes)
+                     for key in keys]
         _refuse_denied_names(decisions, references)
         for decision in decisions:
             readable = decision.readable_columns
             columns = readable if references.wide else [c for c in readable if c in references.names]
             columns = columns or readable[:1]  # count(*) and friends need a column, not its values
-            copy = _copy_sql(decision, columns)
-            parameters = {"masking_key": masking_key(data_dir)} if "$masking_key" in copy else {}
+            select = _masked_select(decision, columns)
+            parameters = {"masking_key": masking_key(data_dir)} if "$masking_key" in select else {}
             if decision.row_filter:
                 parameters["row_filter_value"] = attributes[decision.row_filter.attribute]
-            sandbox.execute(copy, parameters)
-            held[decision.dataset] = columns
-        sandbox.execute("DETACH warehouse")
-        sandbox.execute(f"SET search_path = '{','.join(SANDBOX_SCHEMAS)}'")
-        sandbox.execute("SET enable_external_access = false")
-        sandbox.execute("SET lock_configuration = true")
+            batches = sandbox.source.cursor().sql(select, params=parameters).to_arrow_reader(STREAM_BATCH_ROWS)
+            schema, table = decision.dataset.split("/")
+            feed = f"governed_{schema}_{table}"
+            database.register(feed, batches)
+            if stream:
+                database.execute(f'CREATE VIEW "{schema}"."{table}" AS SELECT * FROM "{feed}"')
+            else:
+                database.execute(f'CREATE TABLE "{schema}"."{table}" AS SELECT * FROM "{feed}"')
+                database.unregister(feed)
+            sandbox.held[decision.dataset] = columns
+        database.execute(f"SET search_path = '{','.join(SANDBOX_SCHEMAS)}'")
+        database.execute("SET enable_external_access = false")
+        database.execute("SET lock_configuration = true")
     except BaseException:
         sandbox.close()
         raise
-    return sandbox, held
+    return sandbox
 
 
 def _decision(catalog: Catalog, role: str, key: str, columns: list[str], attributes: dict[str, str]) -> DatasetDecision:
@@ -235,21 +259,35 @@ def governed_query(
         references = query_references(sql)
         keys = resolve_datasets(catalog, references)
         record["datasets"] = keys
-        sandbox, held = _sandbox(catalog, role, keys, references, attributes, data_dir)
+        try:
+            columns, rows, held = _run(catalog, role, keys, references, attributes, data_dir, sql, stream=True)
+        except _ScannedTwice:
+            columns, rows, held = _run(catalog, role, keys, references, attributes, data_dir, sql, stream=False)
         record["columns"] = held
-        with sandbox:
-            try:
-                cursor = sandbox.execute(sql)
-                columns = [d[0] for d in cursor.description] if cursor.description else []
-                rows = cursor.fetchall()
-            except duckdb.Error as error:
-                raise AccessDenied(f"refused or failed in the role's sandbox: {_first_line(error)}") from None
     except (AccessDenied, CatalogError) as error:
         append_audit_record({**record, "decision": "deny", "reason": str(error)}, data_dir)
         raise AccessDenied(str(error)) from None
     seconds = time.perf_counter() - started
     append_audit_record({**record, "decision": "allow", "rows": len(rows), "seconds": round(seconds, 3)}, data_dir)
     return QueryResult(columns, rows, held, seconds)
+
+
+class _ScannedTwice(Exception):
+    """The query read a streamed dataset twice (a self-join, a CTE used twice): run it again on copies."""
+
+
+def _run(catalog, role, keys, references, attributes, data_dir, sql, stream):
+    sandbox = _sandbox(catalog, role, keys, references, attributes, data_dir, stream)
+    try:
+        cursor = sandbox.database.execute(sql)
+        columns = [d[0] for d in cursor.description] if cursor.description else []
+        return columns, cursor.fetchall(), sandbox.held
+    except duckdb.Error as error:
+        if stream and "already been consumed" in str(error):
+            raise _ScannedTwice from None
+        raise AccessDenied(f"refused or failed in the role's sandbox: {_first_line(error)}") from None
+    finally:
+        sandbox.close()
 
 
 def _first_line(error: Exception) -> str:

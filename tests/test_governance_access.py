@@ -189,9 +189,10 @@ def test_system_tables_show_only_the_roles_copy(governed_warehouse, data_dir):
     assert str(governed_warehouse["path"]) not in json.dumps(result.rows)
     tables = governed_query("analyst", "SELECT schema_name, table_name, sql FROM duckdb_tables()")
     assert {(s, t) for s, t, _ in tables.rows} <= {("marts", "bookings")}  # nothing was named: nothing copied
-    named = governed_query("analyst", "SELECT sql FROM duckdb_tables() WHERE table_name = 'bookings' "
-                           "UNION ALL SELECT email FROM marts.bookings LIMIT 1")
+    named = governed_query("analyst", "SELECT sql FROM duckdb_views() UNION ALL SELECT sql FROM duckdb_tables() "
+                           "UNION ALL SELECT email FROM marts.bookings")
     assert masking_key(data_dir) not in json.dumps(named.rows)
+    assert str(governed_warehouse["path"]) not in json.dumps(named.rows)
     settings = governed_query("analyst", "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'")
     assert settings.rows == [("false",)]
 
@@ -200,19 +201,28 @@ def test_the_sandbox_holds_even_for_statements_the_parser_would_refuse(governed_
     """Second wall: were the SELECT-only check bypassed, the sandbox itself refuses files and settings."""
     from governance.access import _sandbox
 
-    sandbox, held = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT * FROM bookings"),
-                             {}, None)
+    sandbox = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT * FROM bookings"), {}, None)
     leaked = pd.DataFrame({"email": governed_warehouse["pii"]["marts/bookings"]["email"]})  # noqa: F841
-    with sandbox:
-        assert set(held) == {"marts/bookings"}
+    with sandbox.database as database:
+        assert set(sandbox.held) == {"marts/bookings"}
         with pytest.raises(duckdb.Error, match="leaked"):  # no replacement scan of the caller's variables
-            sandbox.execute("SELECT * FROM leaked")
+            database.execute("SELECT * FROM leaked")
         for statement in [f"ATTACH '{governed_warehouse['path']}' AS w", "SET enable_external_access = true",
                           "SET lock_configuration = false", "COPY marts.bookings TO 'stolen.csv'",
                           "INSTALL httpfs"]:
             with pytest.raises(duckdb.Error):
-                sandbox.execute(statement)
-        assert sandbox.execute("SELECT count(*) FROM duckdb_databases() WHERE NOT internal").fetchall() == [(1,)]
+                database.execute(statement)
+        assert database.execute("SELECT count(*) FROM duckdb_databases() WHERE NOT internal").fetchall() == [(1,)]
+    sandbox.source.close()
+
+
+def test_queries_that_scan_a_dataset_twice_run_on_copies(governed_warehouse):
+    rows = governed_warehouse["rows"]
+    assert governed_query("analyst", "SELECT count(*) FROM bookings a JOIN bookings b USING (booking_id)").rows == [
+        (rows,)]
+    twice = governed_query("analyst", "SELECT (SELECT count(*) FROM bookings) + (SELECT count(email) FROM bookings)")
+    assert twice.rows == [(2 * rows,)]
+    assert governed_query("analyst", "SELECT count(*) FROM bookings LIMIT 1").rows == [(rows,)]
 
 
 def test_every_read_appends_one_audit_record(governed_warehouse, data_dir):
