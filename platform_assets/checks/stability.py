@@ -20,9 +20,9 @@ _SHARE_FLOOR = 1e-4  # an empty bin counts as this share, so the logarithm stays
 
 @dataclass(frozen=True)
 class ReferenceBins:
-    """A reference distribution. Numeric with many distinct values: bins split at `cuts` (quantiles of the
-    reference). Few distinct values, or text: one bin per reference value in `values`. Either way a last bin
-    holds what the reference never had (above nothing for cuts; unseen values), and `shares` has one entry per bin."""
+    """A reference distribution with the share of each bin. Numeric with many distinct values: bins split at
+    `cuts` (quantiles of the reference), the outer bins open-ended. Few distinct values, or text: one bin per
+    reference value in `values`, plus a last bin (share 0) for values the reference never had."""
 
     shares: tuple[float, ...]
     cuts: tuple[float, ...] = ()

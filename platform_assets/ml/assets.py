@@ -156,7 +156,7 @@ def delay_model(
     curves = {"this version": scores} | ({f"champion v{champion.version}": champion_scores} if champion else {})
     plot = evaluation_png(labels, curves)
 
-    with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"dagster {context.run_id[:8]}") as run:
+    with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"dagster {context.run.run_id[:8]}") as run:
         mlflow_client.log_params({**hyperparameters, "seed": seed, "holdout_start": split.holdout_start,
                                   "train_rows": len(split.train), "holdout_rows": len(split.holdout),
                                   "features": ",".join(FEATURES)})
@@ -170,7 +170,7 @@ def delay_model(
                 mlflow_client.data.from_pandas(frame_used, name=FEATURES_TABLE, digest=digest, targets=LABEL),
                 context=role,
             )
-        mlflow_client.set_tags({"dagster_run_id": context.run_id, "feature_dataset_version": feature_version,
+        mlflow_client.set_tags({"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
                                 "gate": "passed" if decision.passed else "failed"})
         log_artifacts({
             "evaluation.png": plot,
@@ -188,14 +188,14 @@ def delay_model(
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     version = str(logged.registered_model_version)
-    for tag, value in {"dagster_run_id": context.run_id, "feature_dataset_version": feature_version,
+    for tag, value in {"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
                        "training_dataset_version": training_version, "holdout_dataset_version": holdout_version,
                        "holdout_start": str(split.holdout_start), "mlflow_run_id": run.info.run_id,
                        "gate": "passed" if decision.passed else "failed"}.items():
         client.set_model_version_tag(name, version, tag, value)
     # The alias moves only on a passing gate, before the check reports it.
     if decision.passed:
-        move = promote(client, name, version, f"gate, dagster run {context.run_id}", decision.summary(),
+        move = promote(client, name, version, f"gate, dagster run {context.run.run_id}", decision.summary(),
                        load_settings().mlflow_dir / HISTORY_FILE)
         context.log.info(move.line())
     else:
@@ -286,7 +286,7 @@ def flight_delay_predictions(
         scored["model_name"] = name
         scored["model_version"] = str(champion.version)
         scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        scored["dagster_run_id"] = context.run_id
+        scored["dagster_run_id"] = context.run.run_id
         failures = schema_failures(predictions_schema, scored)
         yield dg.AssetCheckResult(
             check_name="predictions_schema", passed=failures is None,

@@ -133,7 +133,7 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         plot = drift_png(days)
         experiment_id = mlflow.configure(MONITORING_EXPERIMENT)
         with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"drift {first_day}..{last_day}") as run:
-            mlflow_client.set_tags({"dagster_run_id": context.run_id, "model_versions": metadata["model_versions"],
+            mlflow_client.set_tags({"dagster_run_id": context.run.run_id, "model_versions": metadata["model_versions"],
                                     "first_day": str(first_day), "last_day": str(last_day)})
             _log_daily_metrics(run.info.run_id, days)
             mlflow_client.log_metrics({f"psi_{k}": v for k, v in latest.feature_psi.items() if v == v})
