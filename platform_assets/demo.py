@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  model         version {model.get('model_version')}, holdout ROC AUC "
               f"{model.get('holdout_roc_auc', float('nan')):.3f}, average precision "
               f"{model.get('holdout_average_precision', float('nan')):.3f}, champion: "
-              f"{model.get('promoted_to_champion')} (gate {model.get('gate')}); training "
+              f"{model.get('promoted_to_champion')} ({model.get('gate_decision')}); training "
               f"{model.get('training_seconds')}s, gate {model.get('gate_seconds')}s")
     if drift:
         print(f"  drift         {drift.get('days_significant')} of {drift.get('days_judged')} judged days significant "

@@ -155,6 +155,10 @@ def delay_model(
     gate_seconds = time.monotonic() - started
     curves = {"this version": scores} | ({f"champion v{champion.version}": champion_scores} if champion else {})
     plot = evaluation_png(labels, curves)
+    # What ties the version to its data and its run: tags of the MLflow run and of the version, and metadata.
+    record = {"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
+              "training_dataset_version": training_version, "holdout_dataset_version": holdout_version,
+              "holdout_start": str(split.holdout_start), "gate": "passed" if decision.passed else "failed"}
 
     with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"dagster {context.run.run_id[:8]}") as run:
         mlflow_client.log_params({**hyperparameters, "seed": seed, "holdout_start": split.holdout_start,
@@ -170,8 +174,7 @@ def delay_model(
                 mlflow_client.data.from_pandas(frame_used, name=FEATURES_TABLE, digest=digest, targets=LABEL),
                 context=role,
             )
-        mlflow_client.set_tags({"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
-                                "gate": "passed" if decision.passed else "failed"})
+        mlflow_client.set_tags(record)
         log_artifacts({
             "evaluation.png": plot,
             "gate.md": f"{decision.summary()}\n\n{decision.markdown()}\n",
@@ -188,10 +191,7 @@ def delay_model(
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     version = str(logged.registered_model_version)
-    for tag, value in {"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
-                       "training_dataset_version": training_version, "holdout_dataset_version": holdout_version,
-                       "holdout_start": str(split.holdout_start), "mlflow_run_id": run.info.run_id,
-                       "gate": "passed" if decision.passed else "failed"}.items():
+    for tag, value in {**record, "mlflow_run_id": run.info.run_id}.items():
         client.set_model_version_tag(name, version, tag, value)
     # The alias moves only on a passing gate, before the check reports it.
     if decision.passed:
@@ -219,12 +219,9 @@ def delay_model(
             "model_version": version,
             "promoted_to_champion": decision.passed,
             "champion_version": champion_now or "none",
-            "gate": decision.summary(),
+            "gate_decision": decision.summary(),
             "mlflow_run": dg.MetadataValue.url(run_url),
-            "feature_dataset_version": feature_version,
-            "training_dataset_version": training_version,
-            "holdout_dataset_version": holdout_version,
-            "holdout_start": str(split.holdout_start),
+            **record,
             "train_rows": len(split.train),
             "training_seconds": round(training_seconds, 2),
             "gate_seconds": round(gate_seconds, 2),

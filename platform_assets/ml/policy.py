@@ -18,11 +18,15 @@ class PolicyError(ValueError):
     """The policy file is invalid; the message names the file and the key."""
 
 
-def _known_metrics(values: dict[str, float]) -> dict[str, float]:
-    unknown = sorted(set(values) - METRICS)
+def _known(values, known, what: str):
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown metric {', '.join(unknown)}; known: {', '.join(sorted(METRICS))}")
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
     return values
+
+
+def _known_metrics(values: dict[str, float]) -> dict[str, float]:
+    return _known(values, sorted(METRICS), "metric")
 
 
 class Tolerances(BaseModel):
@@ -51,10 +55,7 @@ class GatePolicy(BaseModel):
     @field_validator("segments")
     @classmethod
     def _known_segments(cls, segments: list[str]) -> list[str]:
-        unknown = sorted(set(segments) - set(CATEGORICAL_FEATURES))
-        if unknown:
-            raise ValueError(f"unknown segment {', '.join(unknown)}; known: {', '.join(CATEGORICAL_FEATURES)}")
-        return segments
+        return _known(segments, CATEGORICAL_FEATURES, "segment")
 
 
 class PerformanceDrift(BaseModel):
@@ -82,10 +83,7 @@ class DriftPolicy(BaseModel):
     @field_validator("ignored_features")
     @classmethod
     def _known_features(cls, features: list[str]) -> list[str]:
-        unknown = sorted(set(features) - set(FEATURES))
-        if unknown:
-            raise ValueError(f"unknown feature {', '.join(unknown)}")
-        return features
+        return _known(features, FEATURES, "feature")
 
     @property
     def monitored_features(self) -> list[str]:
