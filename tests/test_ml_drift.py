@@ -69,10 +69,16 @@ def test_a_window_shorter_than_policy_is_reported_but_not_judged():
     assert drift.verdict.startswith("not judged")
 
 
-def test_prediction_and_performance_drift_use_only_flights_the_model_did_not_train_on():
-    window = flights(days_from(dt.date(2013, 1, 12), 7), seed=6)  # all before the holdout: training days
+def test_days_the_model_trained_on_are_its_reference_not_drift():
+    # Shifted, but before the holdout: the version trained on these days, so they are not judged.
+    window = flights(days_from(dt.date(2013, 1, 12), 7), shift=6, seed=6)
     drift = measure_day(profile(), window, dt.date(2013, 1, 18), "3", POLICY)
-    assert drift.unseen_rows == 0 and np.isnan(drift.prediction_psi) and np.isnan(drift.performance)
+    assert not drift.judged and not drift.significant and drift.window_rows == 0
+    assert np.isnan(drift.prediction_psi) and np.isnan(drift.performance)
+    # Straddling the holdout start: only the new days count, and three of them are not a week.
+    straddling = flights(days_from(dt.date(2013, 1, 15), 7), shift=6, seed=6)
+    drift = measure_day(profile(), straddling, dt.date(2013, 1, 21), "3", POLICY)
+    assert drift.window_days == 2 and drift.window_rows == 600 and not drift.judged
 
 
 def test_a_performance_drop_is_significant_on_its_own():

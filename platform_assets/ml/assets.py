@@ -138,8 +138,8 @@ def delay_model(
     metrics = evaluate(labels, scores)
     training_seconds = time.monotonic() - started
 
-    started = time.monotonic()
     experiment_id = mlflow.configure()
+    started = time.monotonic()
     client = mlflow_client.MlflowClient()
     name = mlflow.registered_model_name
     champion = champion_version(client, name)

@@ -1,5 +1,6 @@
 """Drift of the serving model, per day: its features against its training rows, its scores against the scores it
-gave its holdout, its performance against its holdout metric once arrivals are known. Pure logic."""
+gave its holdout, its performance against its holdout metric once arrivals are known. Only flights the model did
+not train on count: its own training days are its reference, not drift. Pure logic."""
 
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ class DayDrift:
     judged: bool
     feature_psi: dict[str, float]
     prediction_psi: float
-    unseen_rows: int
     performance_metric: str
     performance: float
     reference_performance: float
@@ -58,17 +58,17 @@ class DayDrift:
     @property
     def verdict(self) -> str:
         if not self.judged:
-            return f"not judged ({self.window_days} of the window's days)"
+            return f"not judged ({self.window_days} day(s) the version did not train on)"
         return "significant: " + "; ".join(self.reasons) if self.reasons else "within bounds"
 
 
 def measure_day(profile: dict, window: pd.DataFrame, day: dt.date, model_version: str, policy: DriftPolicy) -> DayDrift:
     """`window`: the scored flights of the `policy.window_days` days ending on `day` (features, `flight_date`,
-    `data_date`, the score and the label where known)."""
-    features = [feature for feature in policy.monitored_features if feature in profile["features"]]
-    feature_psi = {feature: stability_index(ReferenceBins.from_dict(profile["features"][feature]), window[feature])
-                   for feature in features}
+    `data_date`, the score and the label where known). Judged when all those days are new to the version."""
     unseen = window[window["flight_date"] >= pd.Timestamp(profile["holdout_start"])]
+    features = [feature for feature in policy.monitored_features if feature in profile["features"]]
+    feature_psi = {feature: stability_index(ReferenceBins.from_dict(profile["features"][feature]), unseen[feature])
+                   for feature in features}
     prediction_psi = (stability_index(ReferenceBins.from_dict(profile["scores"]), unseen[SCORE])
                       if len(unseen) >= policy.min_scored_rows else float("nan"))
     metric = policy.performance.metric
@@ -85,9 +85,9 @@ def measure_day(profile: dict, window: pd.DataFrame, day: dt.date, model_version
         reasons.append(f"prediction PSI {prediction_psi:.2f}")
     if reference - performance > policy.performance.max_drop:
         reasons.append(f"{metric} {performance:.3f}, {reference - performance:.3f} below the holdout's {reference:.3f}")
-    window_days = window["data_date"].nunique()
-    return DayDrift(day, model_version, window_days, len(window), window_days >= policy.window_days, feature_psi,
-                    prediction_psi, len(unseen), metric, performance, reference, tuple(reasons))
+    window_days = unseen["data_date"].nunique()
+    return DayDrift(day, model_version, window_days, len(unseen), window_days >= policy.window_days, feature_psi,
+                    prediction_psi, metric, performance, reference, tuple(reasons))
 
 
 def drift_rows(drift: DayDrift) -> list[dict]:
@@ -111,10 +111,11 @@ def days_markdown(days: list[DayDrift], limit: int = 31) -> str:
     lines = ["| day | model | window rows | features PSI >= 0.25 | top feature | prediction PSI | "
              "performance (holdout) | verdict |", "|---|---|---:|---:|---|---:|---|---|"]
     for drift in days[-limit:]:
-        top = max(drift.feature_psi, key=lambda feature: np.nan_to_num(drift.feature_psi[feature], nan=-1.0))
+        measured = {feature: psi for feature, psi in drift.feature_psi.items() if psi == psi}
+        top = max(measured, key=measured.get) if measured else None
         lines.append(
             f"| {drift.day} | {drift.model_version} | {drift.window_rows:,} | {len(drift.drifted_features)} | "
-            f"{top} {_number(drift.feature_psi[top], 2)} | {_number(drift.prediction_psi, 2)} | "
+            f"{f'{top} {measured[top]:.2f}' if top else 'n/a'} | {_number(drift.prediction_psi, 2)} | "
             f"{drift.performance_metric} {_number(drift.performance)} ({_number(drift.reference_performance)}) | "
             f"{drift.verdict} |")
     if len(days) > limit:
@@ -123,8 +124,8 @@ def days_markdown(days: list[DayDrift], limit: int = 31) -> str:
 
 
 def features_markdown(drift: DayDrift) -> str:
-    lines = [f"PSI of each feature, the {drift.window_days} days ending {drift.day} against the training rows of "
-             f"version {drift.model_version}:", "", "| feature | PSI | band |", "|---|---:|---|"]
+    lines = [f"PSI of each feature, the {drift.window_days} new day(s) ending {drift.day} against the training "
+             f"rows of version {drift.model_version}:", "", "| feature | PSI | band |", "|---|---:|---|"]
     ranked = sorted(drift.feature_psi.items(), key=lambda item: -np.nan_to_num(item[1], nan=-1.0))
     lines += [f"| {feature} | {_number(psi)} | {psi_band(psi)} |" for feature, psi in ranked]
     return "\n".join(lines)
