@@ -9,7 +9,9 @@ Jobs run in process (one process, no per-step start-up) with resources pointing 
 """
 
 import base64
+import contextlib
 import datetime as dt
+import io
 import os
 import subprocess
 import sys
@@ -59,6 +61,16 @@ def _rollback(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "platform_assets.ml", "rollback", *args], cwd=REPO_ROOT,
                           env={**os.environ, "PLATFORM_DATA_DIR": str(settings.data_dir)},
                           capture_output=True, text=True, timeout=120)
+
+
+def _rollback_in_process(*args: str) -> subprocess.CompletedProcess:
+    """The same command without starting Python again (the subprocess above covers the entry point)."""
+    from platform_assets.ml.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["rollback", *args])
+    return subprocess.CompletedProcess(["rollback", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +129,7 @@ def lifecycle(tmp_path_factory):
         state.predictions_after_retrain = _prediction_versions(settings, RESCORED)
         state.rollback = _rollback(settings, "--reason", "July model under review", "--by", "on-call")
         state.champion_after_rollback = champion()
-        state.second_rollback = _rollback(settings, "--reason", "once more")
+        state.second_rollback = _rollback_in_process("--reason", "once more")
         run("materialize_all", RESCORED, asset_selection=[dg.AssetKey(["ml", "flight_delay_predictions"])])
         state.predictions_after_rollback = _prediction_versions(settings, RESCORED)
         yield state
