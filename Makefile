@@ -13,7 +13,7 @@ DAYS ?= 1
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
-.PHONY: install demo test dev mlflow replay instance clean
+.PHONY: install demo test dev mlflow rollback replay instance clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,13 @@ dev: $(MANIFEST) instance
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: $(VENV)/.installed
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 \
 	  --backend-store-uri sqlite:///$(PLATFORM_DATA_DIR)/mlflow/mlflow.db \
 	  --default-artifact-root file://$(PLATFORM_DATA_DIR)/mlflow/artifacts
+
+# Move the model's champion alias back to the version it replaced: make rollback REASON="..." [BY=name]
+rollback: $(VENV)/.installed
+	@$(PY) -m platform_assets.ml rollback --reason "$(REASON)" $(if $(BY),--by "$(BY)")
 
 # The next DAYS days after the last delivery (December 2013 after the demo) into the landing zone.
 replay: $(VENV)/.installed

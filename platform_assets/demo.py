@@ -56,8 +56,8 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[
     return passed, failed
 
 
-def model_summary(instance: dg.DagsterInstance) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(["ml", "delay_model"]))
+def model_summary(instance: dg.DagsterInstance, key: tuple[str, ...] = ("ml", "delay_model")) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
     if event is None or event.asset_materialization is None:
         return {}
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         result = materialize_range(instance, args.start, args.end)
         passed, failed = check_results(instance, result.run_id)
         model = model_summary(instance)
+        drift = model_summary(instance, ("ml", "flight_delay_drift"))
 
     print(f"[3/3] summary (run {result.run_id}, {'SUCCESS' if result.success else 'FAILED'}, "
           f"{time.monotonic() - started:.0f}s in all)")
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  model         version {model.get('model_version')}, holdout ROC AUC "
               f"{model.get('holdout_roc_auc', float('nan')):.3f}, average precision "
               f"{model.get('holdout_average_precision', float('nan')):.3f}, champion: "
-              f"{model.get('promoted_to_champion')}")
+              f"{model.get('promoted_to_champion')} ({model.get('gate_decision')}); training "
+              f"{model.get('training_seconds')}s, gate {model.get('gate_seconds')}s")
+    if drift:
+        print(f"  drift         {drift.get('days_significant')} of {drift.get('days_judged')} judged days significant "
+              f"against the training reference (table ml.flight_delay_drift)")
     print(f"  data folder   {settings.data_dir}")
     print("  look at       make dev     (Dagster UI on http://127.0.0.1:3000: runs, assets, checks)")
     print("                make mlflow  (MLflow UI on http://127.0.0.1:5000: runs, registered model)")

@@ -46,17 +46,21 @@ class MlflowResource(dg.ConfigurableResource):
     registered_model_name: str = "flight_delay_classifier"
     ui_url: str = "http://127.0.0.1:5000"
 
-    def configure(self) -> str:
-        """Point the mlflow client at this store and return the experiment id."""
+    def configure(self, experiment_name: str | None = None) -> str:
+        """Point the mlflow client at this store and return the id of the experiment (default: training's)."""
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow  # noqa: PLC0415  (slow import, only ML steps need it)
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        name = experiment_name or self.experiment_name
+        experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        return mlflow.create_experiment(name, artifact_location=self.artifact_location)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def build_resources(settings: Settings | None = None) -> dict:
