@@ -256,7 +256,7 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
         owners=[f"team:{dataset.owner}"],
         tags=owner_tags(dataset),
         metadata={
-            "dagster/column_schema": column_schema(source.raw_columns),
+            "dagster/column_schema": column_schema(source.raw_columns, source.column_descriptions),
             "dagster/table_name": f"raw.{source.name}",
         },
         skippable=True,
