@@ -112,3 +112,13 @@ def test_every_table_asset_describes_every_column_and_every_check_says_what_it_c
     for check_key in graph.asset_check_keys:
         description = graph.get_check_spec(check_key).description
         assert description and len(description) > 20, check_key
+
+
+def test_the_graph_reads_as_the_pipeline_without_orphans():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.group_name == "raw":
+            assert node.child_keys, f"{key.to_user_string()}: nothing reads it"
+        else:
+            assert node.parent_keys, f"{key.to_user_string()}: no input"
