@@ -109,7 +109,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     # Tall enough that the asset catalog renders every row of a layer (the list only renders what is visible).
-    context = browser.new_context(viewport={"width": 1600, "height": 2000})
+    context = browser.new_context(viewport={"width": 1600, "height": 2400})
     context.set_default_timeout(UI_SECONDS * 1000)
     tab = context.new_page()
     # The UI invites to its community once per instance, a second after the first page has loaded: skip it
