@@ -44,7 +44,8 @@ class RunProgress:
 
     def _waiting_for(self, now: float) -> str:
         if self.running:
-            return "still running: " + ", ".join(f"{step} ({clock(now - since)})" for step, since in self.running.items())
+            return "still running: " + ", ".join(f"{step} ({clock(now - since)})"
+                                                 for step, since in self.running.items())
         if self.run_id is None:
             return "Dagster is planning the run"
         return "the run is starting" if not self.steps_started else "starting the next step"
@@ -54,14 +55,14 @@ class RunProgress:
         step = entry.step_key
         if not entry.is_dagster_event:
             if step and entry.level >= logging.INFO:
-                return f"{at}  {'':11}{step}: {entry.user_message.splitlines()[0][:MESSAGE_CHARACTERS]}"
+                return f"{at}  {'':9}{step}: {entry.user_message.splitlines()[0][:MESSAGE_CHARACTERS]}"
             return None
         event = entry.get_dagster_event()
         kind = event.event_type
         if kind == dg.DagsterEventType.STEP_START:
             self.running[step] = entry.timestamp
             self.steps_started += 1
-            return f"{at}  step {self._of(self.steps_started)} started  {step}"
+            return f"{at}  started  {step} (step {self._of(self.steps_started)})"
         if kind in (dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
             self.outputs.setdefault(step, [0, 0])[kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION] += 1
         if kind not in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
@@ -69,15 +70,15 @@ class RunProgress:
         self.steps_finished += 1
         took = clock(entry.timestamp - self.running.pop(step, entry.timestamp))
         materialized, checked = self.outputs.pop(step, [0, 0])
+        finished = f"({self._of(self.steps_finished)} steps finished)"
         if kind == dg.DagsterEventType.STEP_FAILURE:
             reason = event.step_failure_data.error.message.strip().splitlines() if event.step_failure_data.error else []
-            return f"{at}  step {self._of(self.steps_finished)} FAILED   {step} after {took}: " \
+            return f"{at}  FAILED   {step} after {took} {finished}: " \
                    f"{(reason or ['see the run in the UI'])[0][:MESSAGE_CHARACTERS]}"
-        return f"{at}  step {self._of(self.steps_finished)} done     {step} in {took} " \
-               f"({materialized} materialized, {checked} check results)"
+        return f"{at}  done     {step} in {took}: {materialized} materialized, {checked} check results {finished}"
 
     def _of(self, number: int) -> str:
-        return f"{number}/{self.total_steps}" if self.total_steps else str(number)
+        return f"{number} of {self.total_steps}" if self.total_steps else str(number)
 
 
 def _newest_run_since(instance: dg.DagsterInstance, started: float) -> dg.DagsterRun | None:
@@ -85,7 +86,7 @@ def _newest_run_since(instance: dg.DagsterInstance, started: float) -> dg.Dagste
     return records[0].dagster_run if records and records[0].create_timestamp.timestamp() >= started else None
 
 
-def _steps_to_execute(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int | None:
+def steps_to_execute(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int | None:
     plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id \
         else None
     return len(plan.step_keys_to_execute or plan.steps) if plan else None
@@ -97,7 +98,7 @@ def follow_run(instance: dg.DagsterInstance, started: float, finished: threading
     while True:
         done = finished.wait(POLL_SECONDS)
         if run is None and (run := _newest_run_since(instance, started)) is not None:
-            progress.run_id, progress.total_steps = run.run_id, _steps_to_execute(instance, run)
+            progress.run_id, progress.total_steps = run.run_id, steps_to_execute(instance, run)
             print(f"  {clock(time.time() - started)}  run {run.run_id} planned: {progress.total_steps} steps",
                   flush=True)
         entries = []

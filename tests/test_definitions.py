@@ -12,7 +12,7 @@ import pytest
 
 from platform_assets.definitions import defs
 from platform_assets.settings import REPO_ROOT
-from platform_assets.transformations.dbt_assets import dbt_build_args
+from platform_assets.transformations.dbt_assets import dbt_build_args, dbt_test_description
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 LAYERS = {"raw", "cleaned", "features", "ml"}
@@ -122,3 +122,18 @@ def test_the_graph_reads_as_the_pipeline_without_orphans():
             assert node.child_keys, f"{key.to_user_string()}: nothing reads it"
         else:
             assert node.parent_keys, f"{key.to_user_string()}: no input"
+
+
+def test_dbt_tests_are_described_in_words():
+    relationship = {"name": "flights__tailnum_is_in_plane_register",
+                    "config": {"severity": "warn", "where": "__run_range__"},
+                    "test_metadata": {"name": "relationships", "kwargs": {
+                        "column_name": "tailnum", "to": "ref('stg_reference__planes')", "field": "tailnum"}}}
+    assert dbt_test_description(relationship) == (
+        "Every tailnum exists in stg_reference__planes.tailnum. Checked on the days of the run. "
+        "Warning only: reported, never blocking.")
+    accepted = {"name": "origin_is_known", "config": {"severity": "ERROR"}, "test_metadata": {
+        "name": "accepted_values", "kwargs": {"column_name": "origin", "values": ["EWR", "JFK"]}}}
+    assert dbt_test_description(accepted) == (
+        "origin is one of EWR, JFK. Blocking: a failure skips the downstream models and publishes no mart.")
+    assert dbt_test_description({**accepted, "description": "Written  by\n hand."}) == "Written by hand."

@@ -47,7 +47,6 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
             "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
 
-
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         """The model's documentation without its SQL (the UI's code reference and the repository have it)."""
         return default_description_fn(dbt_resource_props, display_raw_sql=False)
@@ -75,10 +74,10 @@ def _unref(value: str) -> str:
 def dbt_test_description(test: Mapping[str, Any]) -> str:
     """A dbt test as a sentence for its Dagster check: its own description if it has one, otherwise what it
     promises, on which rows, and whether a failure blocks."""
-    config = test.get("config", {})
-    blocking = (config.get("severity") or "error").lower() == "error"
     if test.get("description"):
         return " ".join(test["description"].split())
+    config = test.get("config", {})
+    blocking = (config.get("severity") or "error").lower() == "error"
     metadata = test.get("test_metadata") or {}
     arguments = {name: ", ".join(map(str, value)) if isinstance(value, list) else _unref(str(value))
                  for name, value in (metadata.get("kwargs") or {}).items()}
