@@ -13,7 +13,11 @@ DAYS ?= 1
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
-.PHONY: install demo test dev mlflow rollback replay instance clean
+# The browser test drives Debian's Chromium (Playwright cannot download its own browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test dev mlflow rollback replay instance clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +27,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 install: $(VENV)/.installed
+
+# Installed once; skipped when it is there.
+browser: $(CHROMIUM)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here.
 $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
@@ -34,7 +44,7 @@ instance: $(VENV)/.installed
 demo: $(MANIFEST)
 	$(PY) -m platform_assets.demo
 
-test: $(MANIFEST)
+test: $(MANIFEST) $(CHROMIUM)
 	$(PY) -m pytest
 
 dev: $(MANIFEST) instance

@@ -18,9 +18,17 @@ LINEAGE_COLUMNS = {
     "_batch_id": "VARCHAR",
     "_ingested_at": "TIMESTAMP",
 }
+LINEAGE_DESCRIPTIONS = {
+    "_data_date": "Delivery date of the landing file the row came from (the daily partition).",
+    "_source_file": "Landing file the row was read from.",
+    "_file_sha256": "sha256 of that file, as listed in the delivery manifest.",
+    "_row_number": "Row number within the file (1 = first data row).",
+    "_batch_id": "Ingestion batch: Dagster run id, source and date range.",
+    "_ingested_at": "When the row was loaded into the warehouse.",
+}
 
 
-COLUMN_RULES = {"type", "nullable", "accepted", "range", "formats", "references", "warn_because"}
+COLUMN_RULES = {"type", "description", "nullable", "accepted", "range", "formats", "references", "warn_because"}
 
 
 class SourceDefinitionError(ValueError):
@@ -33,6 +41,7 @@ class ColumnContract:
     violations are reported by a WARN check instead of blocking publication)."""
 
     type: str
+    description: str | None = None
     nullable: bool = True
     accepted: tuple[str, ...] | None = None
     range: tuple[float, float] | None = None
@@ -63,6 +72,11 @@ class SourceDefinition:
             delivered = {column: "VARCHAR" for column in self.columns}
         return {**delivered, **LINEAGE_COLUMNS}
 
+    @property
+    def column_descriptions(self) -> dict[str, str]:
+        described = {column: contract.description for column, contract in self.columns.items() if contract.description}
+        return {**described, **LINEAGE_DESCRIPTIONS}
+
 
 def _column_contract(where: str, column: str, entry) -> ColumnContract:
     if isinstance(entry, str):
@@ -78,6 +92,7 @@ def _column_contract(where: str, column: str, entry) -> ColumnContract:
         raise SourceDefinitionError(f"{where}: column '{column}': range must be [min, max]")
     return ColumnContract(
         type=str(entry["type"]).upper(),
+        description=" ".join(str(entry["description"]).split()) if entry.get("description") else None,
         nullable=bool(entry.get("nullable", True)),
         accepted=tuple(str(v) for v in entry["accepted"]) if "accepted" in entry else None,
         range=(float(bounds[0]), float(bounds[1])) if bounds is not None else None,

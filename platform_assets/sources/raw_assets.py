@@ -254,7 +254,7 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
         "the batch id and the ingestion time of every row.",
         kinds={"duckdb", source.format},
         metadata={
-            "dagster/column_schema": column_schema(source.raw_columns),
+            "dagster/column_schema": column_schema(source.raw_columns, source.column_descriptions),
             "dagster/table_name": f"raw.{source.name}",
         },
         skippable=True,
