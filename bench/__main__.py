@@ -132,11 +132,12 @@ def baseline_layer_seconds(phases: dict, tables: list[Table]) -> dict[str, float
 
 
 def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env: dict, logs: Path,
-                 layer_of_asset: dict[str, str]) -> tuple:
+                 layer_of_asset: dict[str, str], daily: bool = False) -> tuple:
     from bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
 
     out = data_dir / f"{label}.json"
-    command = [sys.executable, "-m", "bench.platform_run", "--start", str(first), "--end", str(last), "--out", str(out)]
+    command = [sys.executable, "-m", "bench.platform_run", "--start", str(first), "--end", str(last), "--out", str(out),
+               *(["--daily"] if daily else [])]
     measured = run_measured(command, env, logs / f"{label}.log", REPO_ROOT)
     child = json.loads(out.read_text()) if out.exists() else None
     phases = run_phases(data_dir / "dagster_home", child, layer_of_asset) if child else {}
@@ -175,7 +176,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         print(f"    platform: {history.seconds:.1f} s, peak {history.peak_rss_mb:.0f} MB; the next day as one run",
               flush=True)
         incremental, incremental_phases, incremental_ok = run_platform("next_day", platform_dir, next_day, next_day,
-                                                                       env, logs, layer_of_asset)
+                                                                       env, logs, layer_of_asset, daily=True)
 
         print(f"    incremental day: {incremental.seconds:.1f} s; baseline", flush=True)
         baseline_dir = work / "baseline"

@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     args.warehouse.parent.mkdir(parents=True, exist_ok=True)
     phases: dict = {"startup_seconds": time.time() - STARTED}
     # The same engine settings the platform's dbt profile uses.
-    config = {"preserve_insertion_order": False, "enable_progress_bar": False}
+    config = {"preserve_insertion_order": False}
     if os.environ.get("DUCKDB_MEMORY_LIMIT"):
         config["memory_limit"] = os.environ["DUCKDB_MEMORY_LIMIT"]
     with duckdb.connect(str(args.warehouse), config=config) as connection:
+        connection.execute("SET enable_progress_bar = false")
         days = [args.start + dt.timedelta(days=offset) for offset in range((args.end - args.start).days + 1)]
         phases["ingest_seconds"] = ingest(connection, args.landing, days)
         phases["model_seconds"] = build_models(connection, manifest)
