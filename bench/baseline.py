@@ -1,9 +1,10 @@
 """The floor: the platform's ingestion, cleaning, features, training and scoring as one bare Python process of
 plain DuckDB SQL and scikit-learn. No orchestration, no checks or audits, no lineage, no model registry.
 
-- Ingestion: one multi-file read per source of the same landing files into `raw.<source>` with the same
-  columns (the delivered columns as the contract declares them, plus the data date, source file, row number,
-  batch id and ingestion time; the file hash is left empty: it is lineage).
+- Ingestion: one read per source of all its landing files of the period, with the platform's own reader
+  (platform_assets/sources/definitions.py), into `raw.<source>` with the same columns: the declared columns
+  plus the data date, source file, row number, batch id and ingestion time (the file hash is left empty: it
+  is lineage). No manifest or hash verification, no contract audit.
 - Cleaning and features: the dbt models' own SQL, compiled by `dbt compile` for the benchmark period (so the
   baseline cannot drift from the platform's semantics: deduplication, quarantine, features), each run once
   as `CREATE TABLE ... AS` in dependency order. No tests, no audit, no publishing.
@@ -31,45 +32,30 @@ from bench.report import PREDICTIONS, models_in_build_order  # noqa: E402
 from platform_assets.ml.model import (  # noqa: E402
     FEATURES, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
 )
-from platform_assets.sources.definitions import SOURCES, SourceDefinition, landing_file  # noqa: E402
-
-CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"
-
-
-def multi_file_reader(source: SourceDefinition) -> str:
-    """One read of all the period's files of a source (bound as $files), the declared columns plus the file
-    name and the row's position in the read."""
-    if source.format == "csv":
-        return f"read_csv($files, {CSV_OPTIONS}, filename = true)"
-    if source.format == "jsonl":
-        declared = ", ".join(f"'{column}': 'VARCHAR'" for column in source.columns)
-        return f"read_json($files, format = 'newline_delimited', columns = {{{declared}}}, filename = true)"
-    return "read_parquet($files, filename = true)"
-
+from platform_assets.sources.definitions import (  # noqa: E402
+    LANDING_FILE_COLUMN, SOURCES, landing_file, reader_sql,
+)
 
 def ingest(connection: duckdb.DuckDBPyConnection, landing: Path, days: list[dt.date]) -> dict[str, float]:
+    """Each source's files of the period in one read (the platform's reader), with the same lineage columns
+    except the file hash."""
     seconds = {}
     connection.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for source in SOURCES.values():
         started = time.perf_counter()
-        files = [str(landing_file(landing, source, day)) for day in days]
-        delivered = [
-            f'CAST("{column}" AS {contract.type}) AS "{column}"' if source.format == "parquet" else f'"{column}"'
-            for column, contract in source.columns.items()
-        ]
+        paths = [str(landing_file(landing, source, day)) for day in days]
         connection.execute(
             f"""
             CREATE TABLE raw.{source.name} AS
-            SELECT {', '.join(delivered)},
-                   CAST(regexp_extract(filename, '(\\d{{4}}-\\d{{2}}-\\d{{2}})', 1) AS DATE) AS _data_date,
-                   filename AS _source_file,
-                   CAST(NULL AS VARCHAR) AS _file_sha256,
-                   row_number() OVER (PARTITION BY filename ORDER BY ordinality) AS _row_number,
-                   'baseline' AS _batch_id,
-                   CAST(now() AS TIMESTAMP) AS _ingested_at
-            FROM {multi_file_reader(source)} WITH ORDINALITY
+            SELECT delivered.* EXCLUDE ({LANDING_FILE_COLUMN}, ordinality),
+                   files.day AS _data_date, files.path AS _source_file, CAST(NULL AS VARCHAR) AS _file_sha256,
+                   row_number() OVER (PARTITION BY files.path ORDER BY delivered.ordinality) AS _row_number,
+                   'baseline' AS _batch_id, CAST(now() AS TIMESTAMP) AS _ingested_at
+            FROM ({reader_sql(source)}) AS delivered
+            JOIN (SELECT unnest($paths) AS path, CAST(unnest($days) AS DATE) AS day) AS files
+                ON delivered.{LANDING_FILE_COLUMN} = files.path
             """,
-            {"files": files},
+            {"paths": paths, "days": days},
         )
         seconds[source.name] = time.perf_counter() - started
     return seconds

@@ -83,3 +83,4 @@ def test_peak_memory_covers_the_child_processes(tmp_path):
     assert measured.returncode == 0
     assert measured.peak_rss_mb > 300
     assert measured.seconds >= 1.5
+    assert 0 < measured.cpu_seconds < measured.seconds  # mostly asleep
