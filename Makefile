@@ -17,7 +17,7 @@ DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install browser demo test dev mlflow rollback replay instance clean
+.PHONY: install browser demo test dev mlflow rollback replay instance bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,12 @@ rollback: $(VENV)/.installed
 # The next DAYS days after the last delivery (December 2013 after the demo) into the landing zone.
 replay: $(VENV)/.installed
 	$(PY) -m platform_assets.simulator next --days $(DAYS)
+
+# Benchmark (not part of `make test`): the whole graph through Dagster against a bare DuckDB + scikit-learn
+# script at each of SCALES (default 1 5 20) over BENCH_START..BENCH_END (default the demo period; BENCH_DAYS=N
+# for the first N days only). Results in $(PLATFORM_DATA_DIR)/bench/latest.json.
+bench: $(MANIFEST)
+	$(PY) -m bench
 
 clean:
 	rm -rf $(PLATFORM_DATA_DIR) dbt_project/target

@@ -25,12 +25,15 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. Swap this resource (and the dbt target) for another warehouse."""
 
     path: str
+    memory_limit: str | None = None  # DuckDB's default (80% of RAM) when unset; larger work spills to disk
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        connection = duckdb.connect(self.path, read_only=read_only)
+        config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        connection.execute("SET enable_progress_bar = false")  # a step's log is not a terminal
         try:
             yield connection
         finally:
@@ -66,7 +69,7 @@ class MlflowResource(dg.ConfigurableResource):
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

@@ -148,3 +148,26 @@ SOURCES = load_sources()
 
 def landing_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> Path:
     return landing_dir / source.landing_path.format(date=day.isoformat())
+
+
+CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"
+LANDING_FILE_COLUMN = "_landing_file"  # the file each row was read from, in `reader_sql`
+
+
+def reader_sql(source: SourceDefinition) -> str:
+    """One DuckDB read of any number of the source's landing files (a list bound as $paths): the declared
+    columns (text formats as delivered, Parquet cast to the contract types), the file each row came from
+    and the row's position in the read (`ordinality`, in file order)."""
+    if source.format == "parquet":
+        columns = [f'CAST("{column}" AS {contract.type}) AS "{column}"' for column, contract in source.columns.items()]
+    else:
+        columns = [f'"{column}"' for column in source.columns]
+    options = f"filename = '{LANDING_FILE_COLUMN}'"
+    if source.format == "csv":
+        function = f"read_csv($paths, {CSV_OPTIONS}, {options})"
+    elif source.format == "jsonl":
+        declared = ", ".join(f"'{column}': 'VARCHAR'" for column in source.columns)
+        function = f"read_json($paths, format = 'newline_delimited', columns = {{{declared}}}, {options})"
+    else:
+        function = f"read_parquet($paths, {options})"
+    return f"SELECT {', '.join(columns)}, {LANDING_FILE_COLUMN}, ordinality FROM {function} WITH ORDINALITY"
