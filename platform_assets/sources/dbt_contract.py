@@ -31,8 +31,8 @@ def contract_json(source: SourceDefinition) -> dict:
 def contracts_macro(sources: dict[str, SourceDefinition]) -> str:
     # one line per column keeps the diff of a contract change readable
     contracts = ",\n".join(
-        f'  "{name}": {{"key": {json.dumps(contract["key"])}, "columns": {{\n'
-        + ",\n".join(f'    "{column}": {json.dumps(rules)}' for column, rules in contract["columns"].items())
+        f'  {json.dumps(name)}: {{"key": {json.dumps(contract["key"])}, "columns": {{\n'
+        + ",\n".join(f'    {json.dumps(column)}: {json.dumps(rules)}' for column, rules in contract["columns"].items())
         + "\n  }}"
         for name, contract in ((name, contract_json(source)) for name, source in sources.items()))
     contracts = "{\n" + contracts + "\n}"
