@@ -13,7 +13,11 @@ DAYS ?= 1
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
-.PHONY: install demo test dev mlflow replay instance clean
+# The browser test drives Debian's Chromium (Playwright cannot download its own browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install browser demo test dev mlflow rollback replay instance bench clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +27,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 install: $(VENV)/.installed
+
+# Installed once; skipped when it is there.
+browser: $(CHROMIUM)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 # dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here.
 $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
@@ -34,20 +44,30 @@ instance: $(VENV)/.installed
 demo: $(MANIFEST)
 	$(PY) -m platform_assets.demo
 
-test: $(MANIFEST)
+test: $(MANIFEST) $(CHROMIUM)
 	$(PY) -m pytest
 
 dev: $(MANIFEST) instance
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: $(VENV)/.installed
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 \
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 \
 	  --backend-store-uri sqlite:///$(PLATFORM_DATA_DIR)/mlflow/mlflow.db \
 	  --default-artifact-root file://$(PLATFORM_DATA_DIR)/mlflow/artifacts
+
+# Move the model's champion alias back to the version it replaced: make rollback REASON="..." [BY=name]
+rollback: $(VENV)/.installed
+	@$(PY) -m platform_assets.ml rollback --reason "$(REASON)" $(if $(BY),--by "$(BY)")
 
 # The next DAYS days after the last delivery (December 2013 after the demo) into the landing zone.
 replay: $(VENV)/.installed
 	$(PY) -m platform_assets.simulator next --days $(DAYS)
+
+# Benchmark (not part of `make test`): the whole graph through Dagster against a bare DuckDB + scikit-learn
+# script at each of SCALES (default 1 5 20) over BENCH_START..BENCH_END (default the demo period; BENCH_DAYS=N
+# for the first N days only). Results in $(PLATFORM_DATA_DIR)/bench/latest.json.
+bench: $(MANIFEST)
+	$(PY) -m bench
 
 clean:
 	rm -rf $(PLATFORM_DATA_DIR) dbt_project/target

@@ -4,7 +4,9 @@ platform's Dagster instance, and print what was built and where to look."""
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as dt
+import subprocess
 import sys
 import time
 
@@ -56,8 +58,8 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[
     return passed, failed
 
 
-def model_summary(instance: dg.DagsterInstance) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(["ml", "delay_model"]))
+def model_summary(instance: dg.DagsterInstance, key: tuple[str, ...] = ("ml", "delay_model")) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
     if event is None or event.asset_materialization is None:
         return {}
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
@@ -75,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from platform_assets.runner import materialize_range  # noqa: PLC0415  (loads the code location)
 
-    print(f"[2/3] materializing the whole graph for {args.start}..{args.end} as one run "
-          f"(instance {home})", flush=True)
+    print(f"[2/3] {time.monotonic() - started:.0f} s: materializing the whole graph for {args.start}..{args.end} "
+          f"as one run (instance {home}); times below count from the start of the run", flush=True)
     with dg.DagsterInstance.get() as instance:
         result = materialize_range(instance, args.start, args.end)
         passed, failed = check_results(instance, result.run_id)
         model = model_summary(instance)
+        drift = model_summary(instance, ("ml", "flight_delay_drift"))
 
     print(f"[3/3] summary (run {result.run_id}, {'SUCCESS' if result.success else 'FAILED'}, "
           f"{time.monotonic() - started:.0f}s in all)")
@@ -95,11 +98,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  model         version {model.get('model_version')}, holdout ROC AUC "
               f"{model.get('holdout_roc_auc', float('nan')):.3f}, average precision "
               f"{model.get('holdout_average_precision', float('nan')):.3f}, champion: "
-              f"{model.get('promoted_to_champion')}")
+              f"{model.get('promoted_to_champion')} ({model.get('gate_decision')}); training "
+              f"{model.get('training_seconds')}s, gate {model.get('gate_seconds')}s")
+    if drift:
+        print(f"  drift         {drift.get('days_significant')} of {drift.get('days_judged')} judged days significant "
+              f"against the training reference (table ml.flight_delay_drift)")
     print(f"  data folder   {settings.data_dir}")
-    print("  look at       make dev     (Dagster UI on http://127.0.0.1:3000: runs, assets, checks)")
-    print("                make mlflow  (MLflow UI on http://127.0.0.1:5000: runs, registered model)")
+    report = governance_report(settings)
+    print("  look at       make dev     Dagster UI on http://127.0.0.1:3000: the asset graph by layer, each asset's "
+          "owner, columns, rows and checks, the run")
+    print(f"                {report}")
+    print("                make mlflow  MLflow UI on http://127.0.0.1:5000: the training runs, metrics, the "
+          "registered model")
     return 0 if result.success else 1
+
+
+def governance_report(settings: Settings) -> str:
+    """Write the governance catalog's HTML report into the data folder; say where it is, or why it is not."""
+    out = settings.data_dir / "governance" / "report.html"
+    command = [sys.executable, "-m", "governance.cli", "report", "--out", str(out)]
+    written = subprocess.run(command, capture_output=True, text=True, check=False,
+                             env={**os.environ, "PLATFORM_DATA_DIR": str(settings.data_dir)})
+    if written.returncode != 0:
+        reason = (written.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"governance report not written: {reason}"
+    return f"{out}  governance report (owners, classification, lineage, checks): open it in a browser"
 
 
 if __name__ == "__main__":

@@ -25,12 +25,15 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. Swap this resource (and the dbt target) for another warehouse."""
 
     path: str
+    memory_limit: str | None = None  # DuckDB's default (80% of RAM) when unset; larger work spills to disk
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        connection = duckdb.connect(self.path, read_only=read_only)
+        config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
+        connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        connection.execute("SET enable_progress_bar = false")  # a step's log is not a terminal
         try:
             yield connection
         finally:
@@ -46,23 +49,27 @@ class MlflowResource(dg.ConfigurableResource):
     registered_model_name: str = "flight_delay_classifier"
     ui_url: str = "http://127.0.0.1:5000"
 
-    def configure(self) -> str:
-        """Point the mlflow client at this store and return the experiment id."""
+    def configure(self, experiment_name: str | None = None) -> str:
+        """Point the mlflow client at this store and return the id of the experiment (default: training's)."""
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow  # noqa: PLC0415  (slow import, only ML steps need it)
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        name = experiment_name or self.experiment_name
+        experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return mlflow.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        return mlflow.create_experiment(name, artifact_location=self.artifact_location)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

@@ -24,6 +24,7 @@ class Settings:
     ui_url: str = "http://127.0.0.1:3000"
     delivery_retries: int = 3
     delivery_retry_seconds: float = 30.0
+    duckdb_memory_limit: str | None = None  # every DuckDB connection of the warehouse (dbt's too); None: DuckDB's 80%
 
     @property
     def landing_dir(self) -> Path:
@@ -65,7 +66,8 @@ def load_settings() -> Settings:
     """PLATFORM_DATA_DIR (default ./data, made absolute), PLATFORM_SEED (default 13), PLATFORM_SCALE (1),
     PLATFORM_ALERT_WEBHOOK_URL (none), DAGSTER_UI_URL for links in alerts (http://127.0.0.1:3000),
     PLATFORM_DELIVERY_RETRIES (3) and PLATFORM_DELIVERY_RETRY_SECONDS (30, doubling) for deliveries that are
-    not readable yet."""
+    not readable yet, DUCKDB_MEMORY_LIMIT (DuckDB's default, 80% of RAM) for the warehouse's connections
+    (dbt's profile reads it too); larger work spills to disk."""
     return Settings(
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
@@ -74,4 +76,5 @@ def load_settings() -> Settings:
         ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000"),
         delivery_retries=int(os.environ.get("PLATFORM_DELIVERY_RETRIES", "3")),
         delivery_retry_seconds=float(os.environ.get("PLATFORM_DELIVERY_RETRY_SECONDS", "30")),
+        duckdb_memory_limit=os.environ.get("DUCKDB_MEMORY_LIMIT") or None,
     )

@@ -1,6 +1,6 @@
 import numpy as np
 
-from platform_assets.checks.distribution import population_stability_index
+from platform_assets.checks.stability import ReferenceBins, population_stability_index, psi_band, reference_bins
 
 
 def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
@@ -10,10 +10,27 @@ def test_psi_is_zero_for_the_same_distribution_and_large_for_a_shift():
     assert population_stability_index(reference, rng.normal(65, 10, 5_000)) > 0.25
 
 
-def test_psi_ignores_nulls_and_constant_references():
+def test_psi_ignores_nulls_and_bins_few_distinct_values_one_per_value():
     values = np.array([1.0, 2.0, np.nan, 3.0] * 100)
     assert population_stability_index(values, values) < 1e-9
-    assert population_stability_index(np.ones(100), np.full(50, 7.0)) == 0.0
+    # A constant reference is one bin: the same constant is stable, any other value is a shift either way.
+    assert population_stability_index(np.ones(100), np.ones(30)) < 1e-9
+    assert population_stability_index(np.ones(100), np.full(50, 7.0)) > 0.25
+    assert population_stability_index(np.ones(100), np.full(50, -7.0)) > 0.25
+    assert np.isnan(population_stability_index(np.ones(100), np.array([np.nan])))
+
+
+def test_psi_of_categories_counts_values_the_reference_never_had():
+    reference = np.array(["UA", "B6", "EV", None] * 50, dtype=object)
+    assert population_stability_index(reference, np.array(["EV", "UA", "B6"] * 10, dtype=object)) < 1e-9
+    assert population_stability_index(reference, np.array(["UA", "WN", "WN"] * 10, dtype=object)) > 0.25
+
+
+def test_reference_bins_survive_a_round_trip_and_name_their_band():
+    bins = reference_bins(np.random.default_rng(2).normal(0, 1, 1_000))
+    assert len(bins.cuts) == 9 and abs(sum(bins.shares) - 1) < 1e-9
+    assert ReferenceBins.from_dict(bins.to_dict()) == bins
+    assert [psi_band(v) for v in (0.05, 0.1, 0.3, float("nan"))] == ["stable", "moderate", "significant", "no data"]
 
 
 def test_schema_differences_name_removed_added_and_retyped_columns():

@@ -1,4 +1,6 @@
 import datetime as dt
+import hashlib
+import json
 
 import duckdb
 import pytest
@@ -7,6 +9,7 @@ from platform_assets.checks.contracts import contract_rules, evaluate_rules
 from platform_assets.simulator.deliver import deliver_day, manifest_path
 from platform_assets.sources.dbt_contract import DBT_CONTRACTS, contracts_macro
 from platform_assets.sources.definitions import SOURCES, SourceDefinitionError, load_sources
+from platform_assets.sources import raw_assets
 from platform_assets.sources.raw_assets import DeliveryError, ingest
 
 DAY = dt.date(2013, 2, 14)
@@ -48,6 +51,37 @@ def test_every_row_records_where_it_came_from(landing, warehouse):
     assert len(files) == 1 and files[0][0].endswith(f"bookings/bookings_{DAY}.csv")
     numbers = warehouse.execute("SELECT min(_row_number), max(_row_number), count(*) FROM raw.bookings").fetchall()
     assert numbers[0][0] == 1 and numbers[0][1] == numbers[0][2]
+
+
+def test_days_read_together_keep_each_file_s_own_lineage_and_row_order(landing, warehouse, monkeypatch):
+    # Both days in one read: each row carries its own file, date, hash and line number in that file.
+    batch = ingest(warehouse, SOURCES["bookings"], landing, DAY, DAY + dt.timedelta(days=1), "together")
+    for day in (DAY, DAY + dt.timedelta(days=1)):
+        path = landing / f"bookings/bookings_{day}.csv"
+        ids = [line.split(",")[0].strip('"') or None for line in path.read_text().splitlines()[1:]]
+        rows = warehouse.execute(
+            "SELECT booking_id, _data_date, _file_sha256 FROM raw.bookings WHERE _source_file = $f ORDER BY _row_number",
+            {"f": str(path)}).fetchall()
+        assert [r[0] for r in rows] == ids
+        assert {(r[1], r[2]) for r in rows} == {(day, hashlib.sha256(path.read_bytes()).hexdigest())}
+    # One file per read gives the same published content.
+    monkeypatch.setattr(raw_assets, "READ_BATCH_BYTES", 1)
+    assert ingest(warehouse, SOURCES["bookings"], landing, DAY, DAY + dt.timedelta(days=1), "apart").version == batch.version
+
+
+def test_a_bad_file_among_good_ones_is_named_and_nothing_is_written(landing, warehouse):
+    ingest(warehouse, SOURCES["flights"], landing, DAY, DAY + dt.timedelta(days=1), "good")
+    bad = landing / f"flights/flights_{DAY + dt.timedelta(days=1)}.csv"
+    text = bad.read_text()
+    bad.write_text(text[: len(text) // 2].rsplit(",", 3)[0])
+    manifest = json.loads(manifest_path(landing, DAY + dt.timedelta(days=1)).read_text())
+    for entry in manifest["files"]:
+        if entry["source"] == "flights":
+            entry["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
+    manifest_path(landing, DAY + dt.timedelta(days=1)).write_text(json.dumps(manifest))
+    with pytest.raises(DeliveryError, match=rf"{bad.name}: cannot be read as csv"):
+        ingest(warehouse, SOURCES["flights"], landing, DAY, DAY + dt.timedelta(days=1), "bad")
+    assert warehouse.execute("SELECT DISTINCT _batch_id FROM raw.flights").fetchall() == [("good",)]
 
 
 def test_raw_text_sources_keep_values_as_delivered(landing, warehouse):

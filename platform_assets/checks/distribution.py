@@ -2,31 +2,14 @@
 
 
 import dagster as dg
-import numpy as np
 
+from platform_assets.checks.stability import PSI_SIGNIFICANT, population_stability_index
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 
-PSI_BINS = 10
-PSI_SIGNIFICANT = 0.25  # the usual bands: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant
 NULL_SHARE_SHIFT = 0.2
 CURRENT_DAYS, REFERENCE_DAYS = 7, 28
 MONITORED = ["sched_dep_hour", "distance", "plane_age_years", "temp_f", "wind_speed_mph", "visibility_mi",
              "route_trailing_mean_arr_delay", "route_trailing_delayed_share", "carrier_trailing_mean_arr_delay"]
-
-
-def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
-    """PSI of `current` against `reference`, with quantile bins of the reference (nulls left out)."""
-    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
-    if len(reference) == 0 or len(current) == 0:
-        return 0.0
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:
-        return 0.0
-    edges[0], edges[-1] = -np.inf, np.inf
-    expected = np.histogram(reference, edges)[0] / len(reference)
-    actual = np.histogram(current, edges)[0] / len(current)
-    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
 @dg.asset_check(

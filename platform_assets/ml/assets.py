@@ -1,25 +1,34 @@
-"""The model layer: train and register the delay classifier in MLflow, then score flights with the champion."""
+"""The model layer: train the delay classifier and register each version in MLflow, promote a version to
+`champion` only when it passes the gate against the current champion, and score flights with the champion."""
 
 import datetime as dt
+import json
+import tempfile
+import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.metadata import table_version
-from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
+from platform_assets.ml.drift import PROFILE_ARTIFACT, reference_profile
+from platform_assets.ml.gate import judge
 from platform_assets.ml.model import (
-    FEATURES, HYPERPARAMETERS, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
+    FEATURES, LABEL, as_model_input, build_pipeline, evaluate, hyperparameters_with, split_by_time,
 )
+from platform_assets.ml.plots import evaluation_png, markdown_image
+from platform_assets.ml.policy import POLICY_PATH, load_policy
+from platform_assets.ml.registry import CHAMPION, HISTORY_FILE, champion_version, promote
+from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import load_settings
 
 FEATURES_TABLE = "marts.flight_features"
 PREDICTIONS_TABLE = "ml.flight_delay_predictions"
-CHAMPION = "champion"
-# A model that does not reach these on the holdout is registered but never serves.
-PROMOTION_FLOORS = {"roc_auc": 0.60}
+MODEL_KEY = dg.AssetKey(["ml", "delay_model"])
+GATE_CHECK = "beats_champion"
 # The model is saved with skops; these are the types our own pipeline needs and that we trust on load.
 SKOPS_TRUSTED_TYPES = [
     "functools.partial",
@@ -28,28 +37,67 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
+class TrainingConfig(dg.Config):
+    """Run configuration of a training run."""
+
+    hyperparameters: dict[str, float] = {}  # replace some defaults (model.HYPERPARAMETERS) for this run only
+
+
+def log_artifacts(files: dict[str, bytes | str]) -> None:
+    """Log named files to the active MLflow run."""
+    import mlflow  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name, content in files.items():
+            path = Path(folder) / name
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        mlflow.log_artifacts(folder)
+
+
 @dg.asset(
-    key=["ml", "delay_model"],
+    key=MODEL_KEY,
     group_name="ml",
     description="Gradient-boosted classifier of arrival delay over 15 minutes, trained on every labelled "
-    "flight in `marts.flight_features` with the most recent days held out for evaluation. Each "
-    "materialization is an MLflow run and a new registered model version; the version becomes `champion` "
-    f"when its holdout metrics reach the promotion floors {PROMOTION_FLOORS}.",
+    "flight in `marts.flight_features` with the most recent days held out. Each materialization is an MLflow "
+    "run (parameters, metrics, training and holdout datasets with their versions, the model with its signature, "
+    "evaluation plots) and a new registered version; the version becomes `champion` only when the blocking "
+    f"`{GATE_CHECK}` check passes (policy: platform_assets/ml/lifecycle.yml).",
     deps=[dg.AssetKey(["marts", "flight_features"])],
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"scikitlearn", "mlflow"},
-    check_specs=[dg.AssetCheckSpec(
-        "training_set_schema", asset=dg.AssetKey(["ml", "delay_model"]), blocking=True,
-        description="Blocking: the training frame conforms to its pandera schema (types, ranges, both classes, "
-        "at least two days). On failure no model is trained, registered or promoted; failure cases in metadata.",
-    )],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "training_set_schema", asset=MODEL_KEY, blocking=True,
+            description="Blocking: the training frame conforms to its pandera schema (types, ranges, both "
+            "classes, at least two days). On failure no model is trained, registered or promoted; failure cases "
+            "in metadata.",
+        ),
+        dg.AssetCheckSpec(
+            GATE_CHECK, asset=MODEL_KEY, blocking=True,
+            description="Blocking promotion gate: the new version and the current champion are scored on the "
+            "same recent holdout; the version must reach the absolute floors and may not fall behind the champion "
+            "beyond the tolerances, overall and per carrier and origin (lifecycle.yml). Only then does the "
+            f"`{CHAMPION}` alias move to it. A first version is judged on the floors alone. The comparison table "
+            "is in the metadata.",
+        ),
+    ],
     output_required=False,
 )
 @tracked(inputs=[table_dataset(FEATURES_TABLE, version_from="feature_dataset_version")], outputs=[model_dataset()])
-def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
+def delay_model(
+    context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource, mlflow: MlflowResource
+):
     import mlflow as mlflow_client  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
 
+    try:
+        hyperparameters = hyperparameters_with(config.hyperparameters)
+    except ValueError as error:
+        raise dg.Failure(f"run config of ml/delay_model: {error}") from error
+    policy = load_policy()
     labelled = f"{LABEL} IS NOT NULL"
     with warehouse.connect(read_only=True) as connection:
         frame = connection.execute(
@@ -58,7 +106,14 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             "ORDER BY flight_id"
         ).df()
         feature_version = table_version(connection, FEATURES_TABLE, labelled)
-    failures = schema_failures(training_set_schema, frame)
+        failures = schema_failures(training_set_schema, frame)
+        if failures is None:
+            split = split_by_time(frame)
+            # The versions of exactly the rows that trained and judged the model, as the platform computes them.
+            training_version, holdout_version = (
+                table_version(connection, FEATURES_TABLE, f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
+                for side in ("<", ">=")
+            )
     yield dg.AssetCheckResult(
         check_name="training_set_schema", passed=failures is None,
         metadata={"rows": len(frame), "feature_dataset_version": feature_version,
@@ -67,52 +122,106 @@ def delay_model(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     if failures is not None:
         context.log.error(f"training set fails its schema ({len(failures)} failure cases): no model trained")
         return
-    split = split_by_time(frame)
+
     seed = load_settings().seed
-    pipeline = build_pipeline(seed)
-    train_x, holdout_x = as_model_input(split.train), as_model_input(split.holdout)
-    pipeline.fit(train_x, split.train[LABEL].astype(int))
-    probabilities = pipeline.predict_proba(holdout_x)[:, 1]
-    metrics = evaluate(split.holdout[LABEL].to_numpy(), probabilities)
-    meets_floors = all(metrics[name] >= floor for name, floor in PROMOTION_FLOORS.items())
+    started = time.monotonic()
+    pipeline = build_pipeline(seed, hyperparameters)
+    pipeline.fit(as_model_input(split.train), split.train[LABEL].astype(int))
+    holdout_x = as_model_input(split.holdout)
+    labels = split.holdout[LABEL].to_numpy(dtype=int)
+    scores = pipeline.predict_proba(holdout_x)[:, 1]
+    metrics = evaluate(labels, scores)
+    training_seconds = time.monotonic() - started
 
     experiment_id = mlflow.configure()
+    started = time.monotonic()
     client = mlflow_client.MlflowClient()
-    with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"dagster {context.run_id[:8]}") as run:
-        mlflow_client.log_params({**HYPERPARAMETERS, "seed": seed, "holdout_start": split.holdout_start,
-                                  "train_rows": len(split.train), "features": ",".join(FEATURES)})
-        mlflow_client.log_metrics({f"holdout_{name}": value for name, value in metrics.items()})
-        mlflow_client.log_input(
-            mlflow_client.data.from_pandas(split.train, name=FEATURES_TABLE, digest=feature_version),
-            context="training",
-        )
-        mlflow_client.set_tags({"dagster_run_id": context.run_id, "feature_dataset_version": feature_version})
+    name = mlflow.registered_model_name
+    champion = champion_version(client, name)
+    champion_scores = None
+    if champion is not None:
+        try:
+            champion_model = mlflow_client.sklearn.load_model(f"models:/{name}/{champion.version}")
+        except Exception as error:
+            raise dg.Failure(f"cannot load champion version {champion.version} of '{name}' from "
+                             f"{mlflow.tracking_uri} to judge the new version against it: {error}") from error
+        champion_scores = champion_model.predict_proba(holdout_x)[:, 1]
+    decision = judge(policy.gate, split.holdout, scores, champion_scores, champion and str(champion.version))
+    gate_seconds = time.monotonic() - started
+    curves = {"this version": scores} | ({f"champion v{champion.version}": champion_scores} if champion else {})
+    plot = evaluation_png(labels, curves)
+    # What ties the version to its data and its run: tags of the MLflow run and of the version, and metadata.
+    record = {"dagster_run_id": context.run.run_id, "feature_dataset_version": feature_version,
+              "training_dataset_version": training_version, "holdout_dataset_version": holdout_version,
+              "holdout_start": str(split.holdout_start), "gate": "passed" if decision.passed else "failed"}
+
+    with mlflow_client.start_run(experiment_id=experiment_id, run_name=f"dagster {context.run.run_id[:8]}") as run:
+        mlflow_client.log_params({**hyperparameters, "seed": seed, "holdout_start": split.holdout_start,
+                                  "train_rows": len(split.train), "holdout_rows": len(split.holdout),
+                                  "features": ",".join(FEATURES)})
+        mlflow_client.log_metrics({f"holdout_{metric}": value for metric, value in metrics.items()})
+        if champion is not None:
+            mlflow_client.log_metrics({f"champion_holdout_{metric}": value
+                                       for metric, value in evaluate(labels, champion_scores).items()})
+        for frame_used, digest, role in ((split.train, training_version, "training"),
+                                         (split.holdout, holdout_version, "evaluation")):
+            mlflow_client.log_input(
+                mlflow_client.data.from_pandas(frame_used, name=FEATURES_TABLE, digest=digest, targets=LABEL),
+                context=role,
+            )
+        mlflow_client.set_tags(record)
+        log_artifacts({
+            "evaluation.png": plot,
+            "gate.md": f"{decision.summary()}\n\n{decision.markdown()}\n",
+            PROFILE_ARTIFACT: json.dumps(reference_profile(split.train, split.holdout_start, scores, metrics,
+                                                           policy.drift.psi_bins)),
+        })
         logged = mlflow_client.sklearn.log_model(
             pipeline,
             name="model",
-            signature=infer_signature(holdout_x.head(100), probabilities[:100]),
+            signature=infer_signature(holdout_x.head(100), scores[:100]),
             input_example=holdout_x.head(5),
-            registered_model_name=mlflow.registered_model_name,
+            registered_model_name=name,
             pip_requirements=["scikit-learn", "pandas", "numpy"],
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )
     version = str(logged.registered_model_version)
-    for tag, value in {"dagster_run_id": context.run_id, "feature_dataset_version": feature_version,
-                       "mlflow_run_id": run.info.run_id}.items():
-        client.set_model_version_tag(mlflow.registered_model_name, version, tag, value)
-    if meets_floors:
-        client.set_registered_model_alias(mlflow.registered_model_name, CHAMPION, version)
-    context.log.info(f"model version {version}: {metrics}; champion={'yes' if meets_floors else 'no'}")
+    for tag, value in {**record, "mlflow_run_id": run.info.run_id}.items():
+        client.set_model_version_tag(name, version, tag, value)
+    # The alias moves only on a passing gate, before the check reports it.
+    if decision.passed:
+        move = promote(client, name, version, f"gate, dagster run {context.run.run_id}", decision.summary(),
+                       load_settings().mlflow_dir / HISTORY_FILE)
+        context.log.info(move.line())
+    else:
+        context.log.error(f"version {version} is not promoted: {decision.summary()}")
+    champion_now = str(version) if decision.passed else (champion and str(champion.version))
+    run_url = mlflow.run_url(experiment_id, run.info.run_id)
+    yield dg.AssetCheckResult(
+        check_name=GATE_CHECK, passed=decision.passed,
+        metadata={
+            "decision": decision.summary(),
+            "challenger_version": version,
+            "champion_before": str(champion.version) if champion else "none",
+            "champion_after": champion_now or "none",
+            "comparison": dg.MetadataValue.md(decision.markdown()),
+            "policy": str(POLICY_PATH.relative_to(POLICY_PATH.parents[2])),
+            "mlflow_run": dg.MetadataValue.url(run_url),
+        },
+    )
     yield dg.MaterializeResult(
         metadata={
             "model_version": version,
-            "promoted_to_champion": meets_floors,
-            "mlflow_run": dg.MetadataValue.url(
-                f"{mlflow.ui_url}/#/experiments/{experiment_id}/runs/{run.info.run_id}"),
-            "feature_dataset_version": feature_version,
-            "holdout_start": str(split.holdout_start),
+            "promoted_to_champion": decision.passed,
+            "champion_version": champion_now or "none",
+            "gate_decision": decision.summary(),
+            "mlflow_run": dg.MetadataValue.url(run_url),
+            **record,
             "train_rows": len(split.train),
-            **{f"holdout_{name}": value for name, value in metrics.items()},
+            "training_seconds": round(training_seconds, 2),
+            "gate_seconds": round(gate_seconds, 2),
+            **{f"holdout_{metric}": value for metric, value in metrics.items()},
+            "evaluation": dg.MetadataValue.md(markdown_image(plot, "ROC, precision-recall and calibration")),
         }
     )
 
@@ -145,13 +254,12 @@ def flight_delay_predictions(
     first_day, last_day = partition_dates(context)
     mlflow.configure()
     name = mlflow.registered_model_name
-    try:
-        champion = mlflow_client.MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except mlflow_client.MlflowException as error:
+    champion = champion_version(mlflow_client.MlflowClient(), name)
+    if champion is None:
         raise dg.Failure(
             f"no '{CHAMPION}' version of model '{name}' in {mlflow.tracking_uri}: materialize ml/delay_model "
-            f"first; a version serves only once it reaches the floors {PROMOTION_FLOORS} ({error})"
-        ) from error
+            f"first; a version serves only once it passes the `{GATE_CHECK}` gate"
+        )
     model = mlflow_client.sklearn.load_model(f"models:/{name}@{CHAMPION}")
     window = {"first": first_day, "last": last_day}
     with warehouse.connect() as connection:
@@ -170,7 +278,7 @@ def flight_delay_predictions(
         scored["model_name"] = name
         scored["model_version"] = str(champion.version)
         scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        scored["dagster_run_id"] = context.run_id
+        scored["dagster_run_id"] = context.run.run_id
         failures = schema_failures(predictions_schema, scored)
         yield dg.AssetCheckResult(
             check_name="predictions_schema", passed=failures is None,

