@@ -18,7 +18,7 @@ EXAMPLES = 5
 class Rule:
     name: str  # e.g. "flights.carrier references airlines.carrier"
     column: str
-    kind: str  # type | not_null | accepted | range | references | row_date | key
+    kind: str  # type | not_null | accepted | range | pattern | references | row_date | key
     violation: str  # SQL predicate over one row: true when the row breaks the rule
     warn_because: str | None  # set: the real data breaks it, report only
     reference_table: str | None = None  # raw table the rule reads; skipped until it exists
@@ -56,6 +56,10 @@ def column_rules(source: SourceDefinition, name: str, contract: ColumnContract, 
         low, high = contract.range
         rules.append(Rule(f"{label} between {low:g} and {high:g}", name, "range",
                           f"TRY_CAST({column} AS DOUBLE) NOT BETWEEN {low} AND {high}", contract.warn_because))
+    if contract.pattern:
+        rules.append(Rule(f"{label} matches {contract.pattern}", name, "pattern",
+                          f"{column} IS NOT NULL AND NOT regexp_full_match({column}::VARCHAR, {_literal(contract.pattern)})",
+                          contract.warn_because))
     if contract.references:
         target, target_column = contract.references.split(".")
         rules.append(Rule(

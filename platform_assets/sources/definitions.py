@@ -28,7 +28,8 @@ LINEAGE_DESCRIPTIONS = {
 }
 
 
-COLUMN_RULES = {"type", "description", "nullable", "accepted", "range", "formats", "references", "warn_because"}
+COLUMN_RULES = {"type", "description", "nullable", "accepted", "range", "pattern", "formats", "references",
+                "quarantined", "warn_because"}
 
 
 class SourceDefinitionError(ValueError):
@@ -45,8 +46,10 @@ class ColumnContract:
     nullable: bool = True
     accepted: tuple[str, ...] | None = None
     range: tuple[float, float] | None = None
+    pattern: str | None = None  # regular expression every non-null value must match in full
     formats: tuple[str, ...] | None = None  # strptime formats a DATE/TIMESTAMP column may arrive in
     references: str | None = None  # "<source>.<column>" that every non-null value must exist in
+    quarantined: bool = False  # staging -> marts quarantines the rows breaking it, one by one
     warn_because: str | None = None
 
 
@@ -96,8 +99,10 @@ def _column_contract(where: str, column: str, entry) -> ColumnContract:
         nullable=bool(entry.get("nullable", True)),
         accepted=tuple(str(v) for v in entry["accepted"]) if "accepted" in entry else None,
         range=(float(bounds[0]), float(bounds[1])) if bounds is not None else None,
+        pattern=entry.get("pattern"),
         formats=tuple(entry["formats"]) if "formats" in entry else None,
         references=entry.get("references"),
+        quarantined=bool(entry.get("quarantined", False)),
         warn_because=" ".join(entry["warn_because"].split()) if entry.get("warn_because") else None,
     )
 

@@ -6,6 +6,8 @@
     )
 }}
 
+{%- set contract = source_contract('bookings') %}
+
 with
 
 staged as (
@@ -71,18 +73,23 @@ checked as (
         staged.*,
         flights.flight_id,
 
+        -- the contract's required columns whose missing values are quarantined row by row (sources.yml,
+        -- `quarantined: true`); a typed column is judged on its delivered text (<column>_raw), since
+        -- its parsed value is also empty when the text cannot be parsed (a separate rule below)
         nullif(concat_ws(', ',
-            case when staged.booking_id is null then 'booking_id' end,
-            case when staged.passenger_name is null then 'passenger_name' end,
-            case when staged.email is null then 'email' end,
-            case when nullif(trim(staged.flight_date_raw), '') is null then 'flight_date' end,
-            case when nullif(trim(staged.flight_number_raw), '') is null then 'flight_number' end
+            {%- for name, column in contract['columns'].items() if column['required'] and column['quarantined'] %}
+            case when {% if column['type'] == 'VARCHAR' %}staged.{{ name }}
+                {%- else %}nullif(trim(staged.{{ name }}_raw), ''){% endif %} is null then '{{ name }}' end
+            {{- ',' if not loop.last }}
+            {%- endfor %}
         ), '') as missing_fields,
 
+        -- the contract's email pattern; the first two branches only name the most common ways to break it
         case
             when not staged.email like '%@%' then 'email has no @'
             when staged.email like '%@%@%' then 'email has more than one @'
-            when not regexp_full_match(staged.email, '[^@\s]+@[^@\s]+\.[^@\s.]+')
+            when not regexp_full_match(staged.email,
+                '{{ source_contract_column('bookings', 'email', 'pattern')['pattern'] | replace("'", "''") }}')
                 then 'email domain has no dot or the address contains spaces'
         end as email_problem,
 

@@ -6,6 +6,8 @@
     )
 }}
 
+{%- set max_wind_speed = source_contract_column('weather', 'wind_speed', 'range')['range'][1] %}
+
 with
 
 source as (
@@ -64,9 +66,10 @@ select
     dewpoint_f,
     humidity_pct,
     wind_dir_deg,
-    -- physically impossible readings (the feed has a 1,048 mph wind) are nulled, and flagged
-    case when wind_speed_raw_mph > 200 then null else wind_speed_raw_mph end as wind_speed_mph,
-    coalesce(wind_speed_raw_mph > 200, false) as is_wind_speed_outlier,
+    -- physically impossible readings above the contract's range (the feed has a 1,048 mph wind) are
+    -- nulled, and flagged
+    case when wind_speed_raw_mph > {{ max_wind_speed }} then null else wind_speed_raw_mph end as wind_speed_mph,
+    coalesce(wind_speed_raw_mph > {{ max_wind_speed }}, false) as is_wind_speed_outlier,
     wind_gust_mph,
     precip_in,
     pressure_mb,
