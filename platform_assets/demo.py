@@ -4,8 +4,8 @@ platform's Dagster instance, and print what was built and where to look."""
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
+import os
 import subprocess
 import sys
 import time

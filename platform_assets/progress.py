@@ -31,6 +31,7 @@ class RunProgress:
     running: dict[str, float] = field(default_factory=dict)  # step -> when it started
     steps_started: int = 0
     steps_finished: int = 0
+    planned: int = 0
     outputs: dict[str, list[int]] = field(default_factory=dict)  # step -> [materializations, check results]
     quiet_since: float | None = None
 
@@ -48,7 +49,9 @@ class RunProgress:
                                                  for step, since in self.running.items())
         if self.run_id is None:
             return "Dagster is planning the run"
-        return "the run is starting" if not self.steps_started else "starting the next step"
+        if not self.steps_started:  # Dagster first records every asset partition it plans to materialize
+            return f"the run is starting: {self.planned:,} planned materializations recorded"
+        return "starting the next step"
 
     def _line(self, entry: dg.EventLogEntry) -> str | None:
         at = f"  {clock(entry.timestamp - self.started)}"
@@ -59,6 +62,8 @@ class RunProgress:
             return None
         event = entry.get_dagster_event()
         kind = event.event_type
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED:
+            self.planned += 1
         if kind == dg.DagsterEventType.STEP_START:
             self.running[step] = entry.timestamp
             self.steps_started += 1

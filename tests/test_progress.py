@@ -29,6 +29,10 @@ def test_progress_says_what_it_waits_for_after_a_quiet_while():
     planning = RunProgress(started=1000.0)
     assert planning.lines([], 1001.0) == []
     assert planning.lines([], 1001.0 + HEARTBEAT_SECONDS) == ["  00:31  Dagster is planning the run"]
+    starting = RunProgress(started=1000.0, run_id="run", planned=1562)
+    starting.lines([], 1000.0)
+    assert starting.lines([], 1000.0 + HEARTBEAT_SECONDS) == [
+        "  00:30  the run is starting: 1,562 planned materializations recorded"]
     running = RunProgress(started=1000.0, run_id="run", running={"dbt_cleaned_and_features": 1010.0})
     running.lines([], 1020.0)
     assert running.lines([], 1020.0 + HEARTBEAT_SECONDS) == ["  00:50  still running: dbt_cleaned_and_features (00:40)"]
