@@ -67,7 +67,7 @@ replay: $(VENV)/.installed
 # script at each of SCALES (default 1 5 20) over BENCH_START..BENCH_END (default the demo period; BENCH_DAYS=N
 # for the first N days only). Results in $(PLATFORM_DATA_DIR)/bench/latest.json.
 bench: $(MANIFEST)
-	$(PY) -m bench
+	$(PY) -m platform_assets.bench
 
 clean:
 	rm -rf $(PLATFORM_DATA_DIR) dbt_project/target

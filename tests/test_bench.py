@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from bench.measure import run_measured
-from bench.report import (
+from platform_assets.bench.measure import run_measured
+from platform_assets.bench.report import (
     benchmark_tables, bench_period, compare_row_counts, models_in_build_order, parse_scales, rows_per_layer,
     summary_table,
 )

@@ -11,7 +11,7 @@ plain DuckDB SQL and scikit-learn. No orchestration, no checks or audits, no lin
 - Model: the platform's own feature list, time split, pipeline and metrics (platform_assets/ml/model.py),
   trained once and used to score the period; predictions written to the same table name.
 
-`python -m bench.baseline --landing DIR --warehouse FILE --manifest FILE --start D --end D --out FILE`
+`python -m platform_assets.bench.baseline --landing DIR --warehouse FILE --manifest FILE --start D --end D --out FILE`
 """
 
 import time
@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.report import PREDICTIONS, models_in_build_order  # noqa: E402
+from platform_assets.bench.report import PREDICTIONS, models_in_build_order  # noqa: E402
 from platform_assets.ml.model import (  # noqa: E402
     FEATURES, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
 )
@@ -108,7 +108,7 @@ def score(connection: duckdb.DuckDBPyConnection, features: str, pipeline, first:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.bench.baseline", description=__doc__)
     parser.add_argument("--landing", type=Path, required=True)
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True, help="manifest.json of `dbt compile`")

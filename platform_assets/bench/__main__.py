@@ -25,8 +25,8 @@ from pathlib import Path
 import duckdb
 import psutil
 
-from bench.measure import run_measured
-from bench.report import (
+from platform_assets.bench.measure import run_measured
+from platform_assets.bench.report import (
     LAYERS, Table, benchmark_tables, bench_period, compare_row_counts, median_seconds, parse_scales, per_second,
     ratio, rows_per_layer, summary_table,
 )
@@ -133,10 +133,10 @@ def baseline_layer_seconds(phases: dict, tables: list[Table]) -> dict[str, float
 
 def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env: dict, logs: Path,
                  layer_of_asset: dict[str, str], daily: bool = False) -> tuple:
-    from bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
+    from platform_assets.bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
 
     out = data_dir / f"{label}.json"
-    command = [sys.executable, "-m", "bench.platform_run", "--start", str(first), "--end", str(last), "--out", str(out),
+    command = [sys.executable, "-m", "platform_assets.bench.platform_run", "--start", str(first), "--end", str(last), "--out", str(out),
                *(["--daily"] if daily else [])]
     measured = run_measured(command, env, logs / f"{label}.log", REPO_ROOT)
     child = json.loads(out.read_text()) if out.exists() else None
@@ -184,7 +184,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         baseline_dir.mkdir()
         manifest_file = work / "manifest.json"
         manifest_file.write_text(json.dumps(manifest))
-        command = [sys.executable, "-m", "bench.baseline", "--landing", str(landing), "--warehouse",
+        command = [sys.executable, "-m", "platform_assets.bench.baseline", "--landing", str(landing), "--warehouse",
                    str(baseline_dir / "warehouse" / "warehouse.duckdb"), "--manifest", str(manifest_file),
                    "--start", str(first), "--end", str(last), "--seed", str(args.seed), "--out", str(baseline_out)]
         baseline = run_measured(command, child_env(baseline_dir, scale, args.seed, args.memory_limit),
@@ -248,7 +248,7 @@ def git_commit() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default=os.environ.get("SCALES") or "1 5 20")
     parser.add_argument("--start", default=os.environ.get("BENCH_START") or "2013-01-01")

@@ -2,7 +2,7 @@
 `make demo` does (platform_assets/runner.py over the instance in PLATFORM_DATA_DIR), and afterwards read
 where the run's time went from the instance's event log.
 
-`python -m bench.platform_run --start D --end D --out FILE` (the measured child process)
+`python -m platform_assets.bench.platform_run --start D --end D --out FILE` (the measured child process)
 """
 
 import time
@@ -19,7 +19,7 @@ import dagster as dg  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.platform_run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m platform_assets.bench.platform_run", description=__doc__)
     parser.add_argument("--start", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--end", type=dt.date.fromisoformat, required=True)
     parser.add_argument("--out", type=Path, required=True)
