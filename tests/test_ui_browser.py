@@ -169,7 +169,7 @@ def test_the_asset_graph_shows_every_layer_and_every_owner_team(webserver, page)
     _shot(page, "02-asset-catalog")
 
     catalog = load_catalog()
-    for team in sorted(catalog.teams):
+    for team in sorted({dataset.owner for dataset in catalog.datasets.values()}):  # the teams that own data
         expected = sorted(key for key, dataset in catalog.datasets.items() if dataset.owner == team)
         # Dagster shows a `team:<name>` owner as <name>.
         links = _catalog_links(page, webserver, f'owner:"{team}"', expected[0])
