@@ -33,7 +33,12 @@ def _reference_profiles(mlflow: MlflowResource, versions) -> dict[str, dict]:
     profiles = {}
     for version in versions:
         run_id = client.get_model_version(mlflow.registered_model_name, version).run_id
-        profiles[version] = mlflow_client.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}")
+        try:
+            profiles[version] = mlflow_client.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}")
+        except (OSError, mlflow_client.MlflowException) as error:
+            raise dg.Failure(
+                f"version {version} of '{mlflow.registered_model_name}' has no {PROFILE_ARTIFACT} in MLflow run "
+                f"{run_id} ({error}): retrain ml/delay_model and re-score these days") from error
     return profiles
 
 
