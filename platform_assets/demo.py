@@ -58,8 +58,8 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[
     return passed, failed
 
 
-def model_summary(instance: dg.DagsterInstance, key: tuple[str, ...] = ("ml", "delay_model")) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(list(key)))
+def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
     if event is None or event.asset_materialization is None:
         return {}
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         result = materialize_range(instance, args.start, args.end)
         passed, failed = check_results(instance, result.run_id)
-        model = model_summary(instance)
-        drift = model_summary(instance, ("ml", "flight_delay_drift"))
+        model = latest_metadata(instance, "ml/delay_model")
+        drift = latest_metadata(instance, "ml/flight_delay_drift")
 
     print(f"[3/3] summary (run {result.run_id}, {'SUCCESS' if result.success else 'FAILED'}, "
           f"{time.monotonic() - started:.0f}s in all)")

@@ -86,7 +86,7 @@ def test_a_performance_drop_is_significant_on_its_own():
     window["is_arr_delayed_15"] = np.random.default_rng(8).random(len(window)) < 0.3  # scores now know nothing
     drift = measure_day(profile(), window, dt.date(2013, 1, 28), "3", POLICY)
     assert drift.significant and drift.reasons == (
-        f"roc_auc {drift.performance:.3f}, {0.70 - drift.performance:.3f} below the holdout's 0.700",)
+        f"roc_auc {drift.performance:.3f}, {0.70 - drift.performance:.3f} worse than the holdout's 0.700",)
     rows = drift_rows(drift)
     assert {row["measure"] for row in rows} == {"feature_psi", "prediction_psi", "performance"}
     assert all(row["significant"] for row in rows)

@@ -179,9 +179,10 @@ def test_training_logs_datasets_with_the_platform_versions_the_model_and_plots(l
     labelled = "is_arr_delayed_15 IS NOT NULL"
     with duckdb.connect(str(lifecycle.settings.warehouse_path), read_only=True) as connection:
         # The rows of that time: July was published later.
-        expected = {role: table_version(connection, "marts.flight_features", f"{labelled} AND {rows}") for role, rows in (
-            ("training", f"flight_date < DATE '{holdout_start}'"),
-            ("evaluation", f"flight_date BETWEEN DATE '{holdout_start}' AND DATE '{JANUARY[1]}'"))}
+        rows_of = {"training": f"flight_date < DATE '{holdout_start}'",
+                   "evaluation": f"flight_date BETWEEN DATE '{holdout_start}' AND DATE '{JANUARY[1]}'"}
+        expected = {role: table_version(connection, "marts.flight_features", f"{labelled} AND {rows}")
+                    for role, rows in rows_of.items()}
     assert {role: dataset.digest for role, dataset in inputs.items()} == expected
     assert {dataset.name for dataset in inputs.values()} == {"marts.flight_features"}
     assert version.tags["training_dataset_version"] == expected["training"]

@@ -111,13 +111,14 @@ def delay_model(
             split = split_by_time(frame)
             # The versions of exactly the rows that trained and judged the model, as the platform computes them.
             training_version, holdout_version = (
-                table_version(connection, FEATURES_TABLE, f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
+                table_version(connection, FEATURES_TABLE,
+                              f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
                 for side in ("<", ">=")
             )
     yield dg.AssetCheckResult(
         check_name="training_set_schema", passed=failures is None,
-        metadata={"rows": len(frame), "feature_dataset_version": feature_version,
-                  "failure_cases": dg.MetadataValue.md(failures_markdown(failures) if failures is not None else "None.")},
+        metadata={"rows": len(frame), "feature_dataset_version": feature_version, "failure_cases": dg.MetadataValue.md(
+            failures_markdown(failures) if failures is not None else "None.")},
     )
     if failures is not None:
         context.log.error(f"training set fails its schema ({len(failures)} failure cases): no model trained")

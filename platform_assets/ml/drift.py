@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.checks.stability import PSI_SIGNIFICANT, ReferenceBins, psi_band, reference_bins, stability_index
-from platform_assets.ml.model import FEATURES, LABEL, evaluate
+from platform_assets.ml.model import FEATURES, LABEL, LOWER_IS_BETTER, evaluate
 from platform_assets.ml.policy import DriftPolicy
 
 PROFILE_ARTIFACT = "reference_profile.json"
@@ -77,14 +77,15 @@ def measure_day(profile: dict, window: pd.DataFrame, day: dt.date, model_version
     performance = (evaluate(labels, known[SCORE].to_numpy(dtype=float))[metric]
                    if len(known) >= policy.min_scored_rows and len(np.unique(labels)) == 2 else float("nan"))
     reference = float(profile["holdout_metrics"][metric])
+    worse_by = performance - reference if metric in LOWER_IS_BETTER else reference - performance
     drifted = [feature for feature, psi in feature_psi.items() if psi >= PSI_SIGNIFICANT]
     reasons = []
     if len(drifted) >= policy.significant_features:
         reasons.append(f"{len(drifted)} features with PSI >= {PSI_SIGNIFICANT}")
     if prediction_psi >= policy.prediction_psi:
         reasons.append(f"prediction PSI {prediction_psi:.2f}")
-    if reference - performance > policy.performance.max_drop:
-        reasons.append(f"{metric} {performance:.3f}, {reference - performance:.3f} below the holdout's {reference:.3f}")
+    if worse_by > policy.performance.max_drop:
+        reasons.append(f"{metric} {performance:.3f}, {worse_by:.3f} worse than the holdout's {reference:.3f}")
     window_days = unseen["data_date"].nunique()
     return DayDrift(day, model_version, window_days, len(unseen), window_days >= policy.window_days, feature_psi,
                     prediction_psi, metric, performance, reference, tuple(reasons))

@@ -39,7 +39,8 @@ class GateDecision:
         return [comparison for comparison in self.comparisons if not comparison.passed]
 
     def summary(self) -> str:
-        against = f"champion version {self.champion_version}" if self.champion_version else "the floors only (no champion yet)"
+        against = (f"champion version {self.champion_version}" if self.champion_version
+                   else "the floors only (no champion yet)")
         if self.passed:
             return f"passed against {against}"
         failed = ", ".join(f"{c.scope} {c.metric} {_format(c.metric, c.challenger)} (must be {c.rule})"

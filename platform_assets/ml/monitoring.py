@@ -34,7 +34,12 @@ def _reference_profiles(mlflow: MlflowResource, versions) -> dict[str, dict]:
     profiles = {}
     for version in versions:
         run_id = client.get_model_version(mlflow.registered_model_name, version).run_id
-        profiles[version] = mlflow_client.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}")
+        try:
+            profiles[version] = mlflow_client.artifacts.load_dict(f"runs:/{run_id}/{PROFILE_ARTIFACT}")
+        except (OSError, mlflow_client.MlflowException) as error:
+            raise dg.Failure(
+                f"version {version} of '{mlflow.registered_model_name}' has no {PROFILE_ARTIFACT} in MLflow run "
+                f"{run_id} ({error}): retrain ml/delay_model and re-score these days") from error
     return profiles
 
 
@@ -72,8 +77,9 @@ def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
 @dg.asset(
     key=DRIFT_KEY,
     group_name="ml",
-    description="Drift of the serving model per day, each day judged on the window of days ending on it: PSI of "
-    "every feature against the model's training rows (bands 0.1 and 0.25), PSI of its scores against the scores "
+    description="Drift of the serving model per day, each day judged on the flights of the window ending on it "
+    "that the scoring version did not train on: PSI of every feature against the version's training rows (bands "
+    "0.1 and 0.25), PSI of its scores against the scores "
     "it gave its holdout, and its performance once arrivals are known against its holdout performance "
     f"(policy: platform_assets/ml/lifecycle.yml). Table `{DRIFT_TABLE}`, one row per day and measure; plots and "
     "metrics also in MLflow. Significant drift fails the WARN check, and `retrain_on_drift` asks for retraining.",

@@ -47,7 +47,8 @@ def evaluation_png(labels: np.ndarray, scores: dict[str, np.ndarray]) -> bytes:
     calibration.plot([0, 1], [0, 1], color="grey", linestyle=":")
     for axes, title, x, y in [(roc, "ROC", "false positive rate", "true positive rate"),
                               (precision_recall, "Precision-recall", "recall", "precision"),
-                              (calibration, "Calibration (deciles)", "mean predicted probability", "observed share delayed")]:
+                              (calibration, "Calibration (deciles)", "mean predicted probability",
+                               "observed share delayed")]:
         axes.set(title=title, xlabel=x, ylabel=y)
         axes.legend(fontsize="small")
     return _png(figure)

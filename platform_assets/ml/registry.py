@@ -74,7 +74,8 @@ def rollback(client, name: str, by: str, reason: str, history: Path) -> Champion
         raise RegistryError(f"model '{name}' has no '{CHAMPION}' version: nothing to roll back")
     previous = current.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
-        raise RegistryError(f"version {current.version} of '{name}' is the first champion: no earlier version to restore")
+        raise RegistryError(
+            f"version {current.version} of '{name}' is the first champion: no earlier version to restore")
     try:
         client.get_model_version(name, previous)
     except Exception as error:
