@@ -1,5 +1,5 @@
-"""Validation of OpenLineage events against the official JSON Schemas in ../shared/openlineage-spec (core
-OpenLineage.json and facets/*.json), resolved from a local registry: no network."""
+"""Validation of OpenLineage events against the official JSON Schemas in tests/openlineage-spec (core
+OpenLineage.json and facets/*.json, vendored: see its SOURCE.md), resolved from a local registry: no network."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "openlineage-spec"
+SPEC_DIR = Path(__file__).resolve().parent / "openlineage-spec"
 CORE_SCHEMA = "OpenLineage.json"
 # Where each kind of facet sits in an event.
 FACET_PLACES = (("run", "facets"), ("job", "facets"))
