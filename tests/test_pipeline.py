@@ -1,5 +1,5 @@
 """The real graph on a short real window: real landing files, DuckDB file, dbt build, MLflow store and
-Dagster instance with the multiprocess executor, materialized twice (see conftest.pipeline_run)."""
+Dagster instance (batched sqlite event log), materialized twice (see conftest.pipeline_run)."""
 
 import datetime as dt
 
@@ -120,6 +120,17 @@ def test_a_multi_day_run_plans_each_asset_once_and_still_records_every_partition
     for key in graph.materializable_asset_keys:
         if graph.get(key).partitions_def is not None:
             assert instance.get_materialized_partitions(key) == days, key
+    # Stored in batches (platform_assets/event_log.py), every per-day event is in the run's log and the index.
+    from platform_assets.event_log import BatchedSqliteEventLogStorage
+
+    assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    partitioned = [key for key in graph.materializable_asset_keys if graph.get(key).partitions_def is not None]
+    in_run = instance.all_logs(pipeline_run["first"].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    expected = len(partitioned) * len(days) + len(list(graph.materializable_asset_keys)) - len(partitioned)
+    assert len(in_run) == expected
+    for key in partitioned:
+        latest = instance.get_latest_materialization_event(key)
+        assert latest.run_id == pipeline_run["second"].run_id and latest.dagster_event.partition in days, key
 
 
 def test_predictions_record_the_champion_version(pipeline_run):
