@@ -18,6 +18,7 @@ from platform_assets.ml.assets import delay_model, flight_delay_predictions  # n
 from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
 from platform_assets.resources import build_resources  # noqa: E402
+from platform_assets.settings import Settings  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 
@@ -66,15 +67,22 @@ ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions, flight_
 _require_catalog_entries(ASSETS)
 ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
-    jobs=[materialize_all, retrain_delay_model],
-    sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor, retrain_on_drift],
-    resources=build_resources(),
-    # Every step reads or writes the one DuckDB file, which takes one writer at a time, so nothing in a run can
-    # run in parallel: steps run one after another inside the run's process. A process per step (the
-    # multiprocess executor) costs 4-8 s of interpreter start and imports each and buys no parallelism here.
-    # A deployment on a warehouse with concurrent writers swaps this for a multiprocess or distributed executor.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The platform's definitions with resources bound to `settings` (default: the environment now). A process
+    that runs several runs under different data folders (the tests) builds them per run."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
+        jobs=[materialize_all, retrain_delay_model],
+        sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor, retrain_on_drift],
+        resources=build_resources(settings),
+        # Every step reads or writes the one DuckDB file, which takes one writer at a time, so nothing in a run
+        # can run in parallel: steps run one after another inside the run's process. A process per step (the
+        # multiprocess executor) costs 4-8 s of interpreter start and imports each and buys no parallelism here.
+        # A deployment on a warehouse with concurrent writers swaps this for a multiprocess or distributed one.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -24,9 +24,9 @@ PLANNED_EVENTS_AS_RANGES = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
 def materialize_all_job() -> dg.JobDefinition:
-    from platform_assets.definitions import defs  # noqa: PLC0415
+    from platform_assets.definitions import build_definitions  # noqa: PLC0415
 
-    return defs.resolve_job_def("materialize_all")
+    return build_definitions().resolve_job_def("materialize_all")  # resources for this run's data folder
 
 
 def materialize_range(instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date,
