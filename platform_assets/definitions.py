@@ -17,7 +17,8 @@ from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
 from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
-from platform_assets.resources import WAREHOUSE_STEP_LIMIT, build_resources  # noqa: E402
+from platform_assets.resources import build_resources  # noqa: E402
+from platform_assets.settings import Settings  # noqa: E402
 from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 
@@ -66,14 +67,22 @@ ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions, flight_
 _require_catalog_entries(ASSETS)
 ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
-    jobs=[materialize_all, retrain_delay_model],
-    sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor, retrain_on_drift],
-    resources=build_resources(),
-    # Steps start fresh interpreters (spawn). A preloaded forkserver saves 4-8 s per step, but Python keeps one
-    # forkserver per process with the environment of its first run, so a later run in the same process (tests,
-    # the benchmark) ran its steps with stale settings (OPENLINEAGE_URL, PLATFORM_DATA_DIR): not worth it.
-    executor=dg.multiprocess_executor.configured({"tag_concurrency_limits": WAREHOUSE_STEP_LIMIT}),
-)
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The platform's definitions with resources bound to `settings` (default: the environment now). A process
+    that runs several runs under different data folders (the tests) builds them per run."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
+        jobs=[materialize_all, retrain_delay_model],
+        sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor, retrain_on_drift],
+        resources=build_resources(settings),
+        # Every step reads or writes the one DuckDB file, which takes one writer at a time, so nothing in a run
+        # can run in parallel: steps run one after another inside the run's process. A process per step (the
+        # multiprocess executor) costs 4-8 s of interpreter start and imports each and buys no parallelism here.
+        # A deployment on a warehouse with concurrent writers swaps this for a multiprocess or distributed one.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

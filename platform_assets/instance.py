@@ -9,17 +9,26 @@ from platform_assets.settings import Settings
 
 DAGSTER_YAML = """\
 # Dagster instance of this data platform (written by platform_assets.instance; edit freely, it is kept).
-# Storage: sqlite files in this folder. For a team deployment, replace with `storage: postgres:` (README).
+# Storage: sqlite files in this folder (the event log writes a run's per-day asset events in batches:
+# platform_assets/event_log.py). For a team deployment, replace with `storage: postgres:` (README).
 concurrency:
   runs:
     # DuckDB allows one writing process per warehouse file: queued runs start one at a time. Within a run,
-    # the executor runs one warehouse step at a time (platform_assets/definitions.py).
+    # steps run one after another in the run's process (platform_assets/definitions.py).
     max_concurrent_runs: 1
 telemetry:
   enabled: false
 # Evaluate each asset's freshness policy (from the governance catalog's SLAs) in the daemon.
 freshness:
   enabled: true
+"""
+
+SQLITE_EVENT_LOG = """\
+event_log_storage:
+  module: platform_assets.event_log
+  class: BatchedSqliteEventLogStorage
+  config:
+    base_dir: {base_dir}
 """
 
 # For a team: runs, event logs and schedules in PostgreSQL (the URL from the environment, never in the file).
@@ -38,6 +47,8 @@ def prepare_instance(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(DAGSTER_YAML + (POSTGRES_STORAGE if os.environ.get("DAGSTER_PG_URL") else ""))
+        storage = POSTGRES_STORAGE if os.environ.get("DAGSTER_PG_URL") else SQLITE_EVENT_LOG.format(
+            base_dir=home / "history" / "runs")  # where Dagster's default sqlite storage keeps event logs
+        config.write_text(DAGSTER_YAML + storage)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

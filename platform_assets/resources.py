@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource
+from packaging.version import Version
 
 from platform_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
 
-# DuckDB allows one writing process per file. Every step that opens the warehouse carries this op tag, and
-# the executor (definitions.py) runs at most one such step at a time within a run; the instance's run queue
-# (dagster.yaml) runs one run at a time. Dagster concurrency pools would say this more directly, but with
-# sqlite instance storage (dagster 1.13.27) every pooled step stays "blocked by limit" and the run hangs.
+# DuckDB allows one writing process per file. Steps run one at a time in the run's process (the in-process
+# executor, definitions.py) and the instance's run queue (dagster.yaml) runs one run at a time. Every step that
+# opens the warehouse carries this op tag: an executor that runs steps in parallel limits it to one at a time
+# with `tag_concurrency_limits: [{key: platform/warehouse, value: duckdb, limit: 1}]`. (Dagster concurrency
+# pools would say this more directly, but with sqlite instance storage (dagster 1.13.27) every pooled step stays
+# "blocked by limit" and the run hangs.)
 WAREHOUSE_OP_TAGS = {"platform/warehouse": "duckdb"}
-WAREHOUSE_STEP_LIMIT = [{"key": "platform/warehouse", "value": "duckdb", "limit": 1}]
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -38,6 +41,25 @@ class WarehouseResource(dg.ConfigurableResource):
             yield connection
         finally:
             connection.close()
+
+
+class PlatformDbtCliResource(DbtCliResource):
+    """dagster-dbt's dbt resource without two costs of every invocation (profiled on a one-day run):
+    - `dbt --version`: a second dbt process (2-6 s) that asks pypi.org for the latest release (network at run
+      time, a 1 s timeout offline). The executable is the dbt-core installed beside this interpreter, so its
+      version is known here.
+    - a dbt adapter built in this process (loading the profile, the project and the DuckDB plugin: about 3 s).
+      dagster-dbt needs it only for `fetch_row_counts`/`fetch_column_metadata`; the platform reads row counts
+      and column types from the warehouse itself once dbt has exited (transformations/dbt_assets.py)."""
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        from dbt.version import __version__  # noqa: PLC0415
+
+        return Version(__version__)
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
+        return None
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -70,7 +92,7 @@ def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
         "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit),
-        "dbt": DbtCliResource(
+        "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),
             # The dbt installed beside this interpreter, whether or not the venv is activated.

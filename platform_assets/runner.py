@@ -23,15 +23,13 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PLANNED_EVENTS_AS_RANGES = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
-def materialize_all_job() -> dg.JobDefinition:
-    from platform_assets.definitions import defs  # noqa: PLC0415
-
-    return defs.resolve_job_def("materialize_all")
-
-
 def materialize_range(instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date,
-                      show_progress: bool = True, assets: Sequence[dg.AssetKey] | None = None) -> dg.ExecutionResult:
-    """One run of `materialize_all` (or only `assets` of it) over [first_day, last_day]."""
+                      show_progress: bool = True, assets: Sequence[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+    """One run of `materialize_all` (or only `assets` of it) over [first_day, last_day], its steps in this
+    process (the platform's executor), its resources bound to this process's settings now."""
+    from platform_assets.definitions import build_definitions  # noqa: PLC0415  (loads the code location)
+
+    job = build_definitions().resolve_job_def("materialize_all")
     finished = threading.Event()
     follower = threading.Thread(target=follow_run, args=(instance, time.time() - 1, finished), daemon=True)
     if show_progress:
@@ -39,8 +37,7 @@ def materialize_range(instance: dg.DagsterInstance, first_day: dt.date, last_day
     previous = os.environ.get(PLANNED_EVENTS_AS_RANGES)
     os.environ[PLANNED_EVENTS_AS_RANGES] = "true"
     try:
-        return dg.execute_job(
-            dg.reconstructable(materialize_all_job),
+        return job.execute_in_process(
             instance=instance,
             tags={ASSET_PARTITION_RANGE_START_TAG: first_day.isoformat(),
                   ASSET_PARTITION_RANGE_END_TAG: last_day.isoformat()},

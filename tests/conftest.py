@@ -25,8 +25,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
-    """The real graph materialized twice over the same window on a real temporary Dagster instance,
-    with the multiprocess executor; returns (settings, first run, counts after run 1, second run, counts)."""
+    """The real graph materialized twice over the same window on a real temporary Dagster instance, as
+    `make demo` runs it; returns (settings, first run, counts after run 1, second run, counts)."""
     import dagster as dg
 
     folder = tmp_path_factory.mktemp("pipeline") / "data"

@@ -112,3 +112,23 @@ def test_every_asset_shows_the_catalog_owner_steward_tags_description_and_column
     tags = {column.name: column.tags for column in columns}
     assert tags["email"] == {"classification": "restricted", "pii": "email"}
     assert tags["fare_usd"] == {"classification": "confidential"}
+
+
+def test_dbt_resource_knows_its_version_without_starting_dbt():
+    """dagster-dbt runs `dbt --version` before each invocation, and that asks pypi.org for the latest release:
+    the platform's resource answers from the installed dbt-core instead (`false` as the executable would make
+    dagster-dbt's own check fail: no process is started)."""
+    from dbt.version import __version__
+
+    from platform_assets.resources import PlatformDbtCliResource
+
+    resource = PlatformDbtCliResource(project_dir=str(REPO_ROOT / "dbt_project"), dbt_executable="/bin/false")
+    assert str(resource._cli_version) == __version__  # noqa: SLF001  (the member dagster-dbt consults)
+    assert isinstance(defs.resources["dbt"], PlatformDbtCliResource)
+
+
+def test_steps_run_in_the_run_process():
+    """Every step opens the one DuckDB file (one writer at a time), so steps run in sequence in the run's
+    process: no interpreter start per step."""
+    assert defs.resolve_job_def("materialize_all").executor_def.name == dg.in_process_executor.name
+    assert defs.resolve_job_def("retrain_delay_model").executor_def.name == dg.in_process_executor.name

@@ -114,8 +114,10 @@ def test_a_failing_endpoint_is_tried_once_and_the_run_goes_on(delivered, openlin
     assert "503" in state["error"] or "RetryError" in state["error"]
 
 
-def test_refused_and_unpublished_deliveries_end_in_fail_with_the_reason(delivered):
+def test_refused_and_unpublished_deliveries_end_in_fail_with_the_reason(delivered, monkeypatch):
     from test_bad_deliveries import redeliver
+
+    monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "0")  # the missing file fails at once (retries: test_automation)
 
     from platform_assets.sources.definitions import SOURCES
 

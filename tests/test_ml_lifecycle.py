@@ -79,21 +79,18 @@ def lifecycle(tmp_path_factory):
     os.environ["PLATFORM_DATA_DIR"] = str(tmp_path_factory.mktemp("lifecycle") / "data")
     import mlflow
 
-    from platform_assets.definitions import defs as platform_defs
+    from platform_assets.definitions import build_definitions
     from platform_assets.demo import deliver
     from platform_assets.instance import prepare_instance
     from platform_assets.ml.registry import champion_version
     from platform_assets.ml.sensors import retrain_on_drift
-    from platform_assets.resources import build_resources
     from platform_assets.settings import load_settings
 
     settings = load_settings()
     prepare_instance(settings)
     for first, last in (JANUARY, SUMMER):
         deliver(settings, first, last)
-    # The platform's definitions with resources for this data folder (they were bound at import time).
-    defs = dg.Definitions(assets=platform_defs.assets, asset_checks=platform_defs.asset_checks,
-                          jobs=platform_defs.jobs, sensors=platform_defs.sensors, resources=build_resources(settings))
+    defs = build_definitions(settings)  # resources for this data folder
     everything_but_training = [key for key in defs.resolve_asset_graph().get_all_asset_keys()
                                if key != dg.AssetKey(["ml", "delay_model"])]
 

@@ -1,5 +1,7 @@
 """The real graph on a short real window: real landing files, DuckDB file, dbt build, MLflow store and
-Dagster instance with the multiprocess executor, materialized twice (see conftest.pipeline_run)."""
+Dagster instance (batched sqlite event log), materialized twice (see conftest.pipeline_run)."""
+
+import datetime as dt
 
 import dagster as dg
 import duckdb
@@ -103,6 +105,32 @@ def test_every_asset_and_check_is_recorded_on_the_instance(pipeline_run):
         and e.get_dagster_event().event_specific_data.severity == dg.AssetCheckSeverity.ERROR
     ]
     assert not failed_blocking
+
+
+def test_a_multi_day_run_plans_each_asset_once_and_still_records_every_partition(pipeline_run):
+    # runner.materialize_range: one planned event per asset with the partition range, not one per asset and day.
+    instance = pipeline_run["instance"]
+    from platform_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    planned = instance.all_logs(pipeline_run["first"].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+    assert len(planned) == len(list(graph.materializable_asset_keys))
+    days = {(PIPELINE_FIRST_DAY + dt.timedelta(days=n)).isoformat()
+            for n in range((PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1)}
+    for key in graph.materializable_asset_keys:
+        if graph.get(key).partitions_def is not None:
+            assert instance.get_materialized_partitions(key) == days, key
+    # Stored in batches (platform_assets/event_log.py), every per-day event is in the run's log and the index.
+    from platform_assets.event_log import BatchedSqliteEventLogStorage
+
+    assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+    partitioned = [key for key in graph.materializable_asset_keys if graph.get(key).partitions_def is not None]
+    in_run = instance.all_logs(pipeline_run["first"].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    expected = len(partitioned) * len(days) + len(list(graph.materializable_asset_keys)) - len(partitioned)
+    assert len(in_run) == expected
+    for key in partitioned:
+        latest = instance.get_latest_materialization_event(key)
+        assert latest.run_id == pipeline_run["second"].run_id and latest.dagster_event.partition in days, key
 
 
 def test_predictions_record_the_champion_version(pipeline_run):

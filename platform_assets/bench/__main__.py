@@ -292,11 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.work_dir is None:
         args.work_dir = bench_dir / "tmp"
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    report["scales"] = [bench_scale(scale, first, last, args, bench_dir, manifest) for scale in scales]
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-
-    for name in (f"bench_{stamp}.json", "latest.json"):
-        (bench_dir / name).write_text(json.dumps(report, indent=2, default=str))
+    report["scales"] = []
+    for scale in scales:  # the report is rewritten after each scale: a long run keeps what it measured
+        report["scales"].append(bench_scale(scale, first, last, args, bench_dir, manifest))
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+        for name in (f"bench_{stamp}.json", "latest.json"):
+            (bench_dir / name).write_text(json.dumps(report, indent=2, default=str))
     print(f"\n{summary_table(report['scales'])}")
     if "code_location_load_seconds" in report:
         print(f"\ncode location load: {report['code_location_load_seconds']} s (`dagster definitions validate`), "

@@ -13,6 +13,7 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import dagster as dg  # noqa: E402
@@ -59,7 +60,7 @@ def run_phases(dagster_home: Path, child: dict, layer_of_asset: dict[str, str]) 
         logs = instance.all_logs(child["run_id"])
     created = logs[0].timestamp
     started, steps, step_started = None, {}, {}
-    dbt_layers: dict[str, float] = {}
+    model_seconds: dict[str, tuple[str, float]] = {}  # one event per partition, each with the model's duration
     for entry in logs:
         event = entry.get_dagster_event() if entry.is_dagster_event else None
         if event is None:
@@ -74,15 +75,19 @@ def run_phases(dagster_home: Path, child: dict, layer_of_asset: dict[str, str]) 
             duration = entry.asset_materialization.metadata.get("Execution Duration")
             layer = layer_of_asset.get(event.asset_key.to_user_string())
             if duration is not None and layer is not None:
-                dbt_layers[layer] = dbt_layers.get(layer, 0.0) + float(duration.value)
-    planned = sum(1 for entry in logs if entry.is_dagster_event
-                  and entry.get_dagster_event().event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+                model_seconds[event.asset_key.to_user_string()] = (layer, float(duration.value))
+    kinds = Counter(entry.get_dagster_event().event_type for entry in logs if entry.is_dagster_event)
     return {
         "startup_seconds": round(created - child["started_at"], 2),
         "run_creation_seconds": round((started or created) - created, 2),
-        "planned_materialization_events": planned,
+        "events": len(logs),
+        "planned_materialization_events": kinds[dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED],
+        "materialization_events": kinds[dg.DagsterEventType.ASSET_MATERIALIZATION],
         "steps_seconds": steps,
-        "dbt_model_seconds_by_layer": {layer: round(seconds, 2) for layer, seconds in dbt_layers.items()},
+        "dbt_model_seconds_by_layer": {
+            layer: round(sum(seconds for model_layer, seconds in model_seconds.values() if model_layer == layer), 2)
+            for layer in sorted({layer for layer, _ in model_seconds.values()})
+        },
         "run_seconds": round(child["finished_at"] - (started or created), 2),
     }
 

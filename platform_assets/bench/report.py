@@ -121,6 +121,7 @@ SUMMARY_COLUMNS = [
     ("scale", "scale"), ("platform_seconds", "platform s"), ("baseline_seconds", "baseline s"), ("ratio", "ratio"),
     ("platform_peak_rss_mb", "platform peak MB"), ("baseline_peak_rss_mb", "baseline peak MB"),
     ("incremental_day_seconds", "new day s"), ("row_counts_match", "rows match"),
+    ("platform_cpu_seconds", "platform CPU s"), ("baseline_cpu_seconds", "baseline CPU s"),
 ]
 
 

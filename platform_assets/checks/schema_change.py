@@ -5,9 +5,6 @@ import dagster as dg
 
 from platform_assets.transformations.dbt_assets import dbt_models
 
-PAGE = 500
-
-
 def schema_differences(previous: dict[str, str], current: dict[str, str]) -> list[str]:
     """Human-readable differences between two {column: type} schemas."""
     changes = [f"removed {c} ({t})" for c, t in previous.items() if c not in current]
@@ -22,18 +19,16 @@ def _columns(record) -> dict[str, str] | None:
 
 
 def latest_and_previous_run_schema(instance: dg.DagsterInstance, key: dg.AssetKey):
-    """Column schema of the newest materialization and of the newest one from an earlier run
-    (a ranged run writes one materialization per partition, all with the same schema)."""
+    """Column schema of the newest materialization and of the newest one recorded before that run started
+    (a ranged run writes one materialization per partition, all with the same schema: not read one by one)."""
     page = instance.fetch_materializations(key, limit=1)
     if not page.records:
         return None, None
     newest = page.records[0]
-    while page.has_more:
-        page = instance.fetch_materializations(key, limit=PAGE, cursor=page.cursor)
-        for record in page.records:
-            if record.run_id != newest.run_id:
-                return _columns(newest), _columns(record)
-    return _columns(newest), None
+    run = instance.get_run_record_by_id(newest.run_id)
+    started = run.start_time if run and run.start_time else newest.timestamp
+    earlier = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, before_timestamp=started), limit=1)
+    return _columns(newest), _columns(earlier.records[0]) if earlier.records else None
 
 
 @dg.multi_asset_check(
