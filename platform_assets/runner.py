@@ -23,8 +23,10 @@ QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PLANNED_EVENTS_AS_RANGES = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
-def materialize_range(instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date,
-                      show_progress: bool = True, assets: Sequence[dg.AssetKey] | None = None) -> dg.ExecuteInProcessResult:
+def materialize_range(
+    instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date, show_progress: bool = True,
+    assets: Sequence[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
     """One run of `materialize_all` (or only `assets` of it) over [first_day, last_day], its steps in this
     process (the platform's executor), its resources bound to this process's settings now."""
     from platform_assets.definitions import build_definitions  # noqa: PLC0415  (loads the code location)

@@ -136,8 +136,8 @@ def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env:
     from platform_assets.bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
 
     out = data_dir / f"{label}.json"
-    command = [sys.executable, "-m", "platform_assets.bench.platform_run", "--start", str(first), "--end", str(last), "--out", str(out),
-               *(["--daily"] if daily else [])]
+    command = [sys.executable, "-m", "platform_assets.bench.platform_run", "--start", str(first), "--end", str(last),
+               "--out", str(out), *(["--daily"] if daily else [])]
     measured = run_measured(command, env, logs / f"{label}.log", REPO_ROOT)
     child = json.loads(out.read_text()) if out.exists() else None
     phases = run_phases(data_dir / "dagster_home", child, layer_of_asset) if child else {}
