@@ -27,11 +27,13 @@ from pathlib import Path  # noqa: E402
 
 import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from platform_assets.bench.report import PREDICTIONS, models_in_build_order  # noqa: E402
 from platform_assets.ml.model import (  # noqa: E402
     FEATURES, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
 )
+from platform_assets.settings import DBT_PROJECT_DIR  # noqa: E402
 from platform_assets.sources.definitions import (  # noqa: E402
     LANDING_FILE_COLUMN, SOURCES, landing_file, reader_sql,
 )
@@ -107,6 +109,13 @@ def score(connection: duckdb.DuckDBPyConnection, features: str, pipeline, first:
     connection.unregister("scored")
 
 
+def dbt_profile_settings() -> dict:
+    """The engine settings of the platform's dbt profile (the memory limit comes from the environment)."""
+    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    settings = profiles["flight_platform"]["outputs"]["dev"]["settings"]
+    return {name: value for name, value in settings.items() if name != "memory_limit"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m platform_assets.bench.baseline", description=__doc__)
     parser.add_argument("--landing", type=Path, required=True)
@@ -120,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(args.manifest.read_text())
     args.warehouse.parent.mkdir(parents=True, exist_ok=True)
     phases: dict = {"startup_seconds": time.time() - STARTED}
-    # The same engine settings the platform's dbt profile uses.
-    config = {"preserve_insertion_order": False}
+    config = dbt_profile_settings()
     if os.environ.get("DUCKDB_MEMORY_LIMIT"):
         config["memory_limit"] = os.environ["DUCKDB_MEMORY_LIMIT"]
     with duckdb.connect(str(args.warehouse), config=config) as connection:

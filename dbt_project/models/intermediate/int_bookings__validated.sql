@@ -26,20 +26,32 @@ flights as (
 
 ),
 
+repeated_booking_ids as (
+
+    -- booking ids that occur more than once in the run (retry copies are already excluded, so
+    -- the occurrences differ in content or delivery); usually few, so only they are compared below
+    select booking_id
+    from {{ ref('stg_bookings__bookings') }}
+    where {{ in_run_range('data_date') }}
+        and not is_retry_duplicate
+        and booking_id is not null
+    group by booking_id
+    having count(*) > 1
+
+),
+
 booking_id_deliveries as (
 
-    -- how often each booking_id occurs per delivery (retry copies are already excluded, so
-    -- several occurrences in one delivery differ in content) and its first delivery in the run.
-    -- Reads the narrow columns directly instead of the wide `staged` rows.
+    -- for each repeated booking_id: how often it occurs per delivery and its first delivery in the run
     select
         booking_id,
         data_date,
         count(*) as versions_in_delivery,
         min(data_date) over (partition by booking_id) as first_data_date_in_run
     from {{ ref('stg_bookings__bookings') }}
+    semi join repeated_booking_ids using (booking_id)
     where {{ in_run_range('data_date') }}
         and not is_retry_duplicate
-        and booking_id is not null
     group by booking_id, data_date
 
 ),
@@ -57,10 +69,10 @@ other_deliveries as (
         ) as other_data_date
     from {{ this }}
     where not ({{ in_run_range('data_date') }})
-        and booking_id in (select booking_id from booking_id_deliveries)
+        and booking_id in (select booking_id from staged)
         -- implied by the line above; lets DuckDB skip storage blocks by their min/max
-        and booking_id between (select min(booking_id) from booking_id_deliveries)
-            and (select max(booking_id) from booking_id_deliveries)
+        and booking_id between (select min(booking_id) from staged)
+            and (select max(booking_id) from staged)
     group by booking_id
     having other_data_date is not null
 

@@ -14,7 +14,7 @@
 
 with
 
-source as (
+source as not materialized (
 
     {{ select_current_batch(source('raw', 'bookings'), in_run_range('_data_date')) }}
 
