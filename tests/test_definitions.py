@@ -12,7 +12,7 @@ import pytest
 
 from platform_assets.definitions import defs
 from platform_assets.settings import REPO_ROOT
-from platform_assets.transformations.dbt_assets import dbt_build_args
+from platform_assets.transformations.dbt_assets import dbt_run_range_env
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 LAYERS = {"raw", "cleaned", "features", "ml"}
@@ -72,10 +72,9 @@ def test_all_layers_are_daily_partitioned_with_single_run_backfills():
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
 
 
-def test_dbt_build_args_pass_the_run_date_range():
-    args = dbt_build_args(dt.date(2013, 1, 1), dt.date(2013, 11, 30))
-    assert args[:2] == ["build", "--vars"]
-    assert json.loads(args[2]) == {"start_date": "2013-01-01", "end_date": "2013-11-30"}
+def test_dbt_gets_the_run_date_range_from_the_environment():
+    assert dbt_run_range_env(dt.date(2013, 1, 1), dt.date(2013, 11, 30)) == {
+        "PLATFORM_RUN_START_DATE": "2013-01-01", "PLATFORM_RUN_END_DATE": "2013-11-30"}
 
 
 def test_code_location_validates(tmp_path):

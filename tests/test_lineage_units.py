@@ -12,7 +12,7 @@ from openlineage.client.uuid import generate_new_uuid
 
 from openlineage_spec import event_problems
 from platform_assets.lineage.datasets import mlflow_namespace
-from platform_assets.lineage.dbt import column_lineage
+from platform_assets.lineage.dbt import ColumnLineageCache, column_lineage
 from platform_assets.lineage.emitter import LineageEmitter, bounded, configured_transport
 
 SCHEMA = {"warehouse": {"staging": {"flights": {"flight_id": "VARCHAR", "carrier": "VARCHAR", "dep_delay": "INT"},
@@ -54,6 +54,31 @@ def test_column_lineage_expands_star_and_tells_copies_from_derivations():
         "is_late": [("staging.flights", "dep_delay", False)],
     }
     assert column_lineage("select from where", SCHEMA) == {}
+
+
+def test_column_lineage_is_kept_for_the_same_sql_over_another_range_and_redone_when_columns_change(tmp_path):
+    path = tmp_path / "cache.json"
+    sql = """select flight_id, dep_delay > 15 as is_late from "warehouse"."staging"."flights"
+             where data_date between date '{first}' and date '{last}'"""
+    first = ColumnLineageCache(path, SCHEMA)
+    derived = first.column_lineage(sql.format(first="2013-01-01", last="2013-11-30"))
+    assert derived == {"flight_id": [("staging.flights", "flight_id", True)],
+                       "is_late": [("staging.flights", "dep_delay", False)]}
+    first.save()
+
+    # another process, the next day: answered from the file (the SQL here could not even be parsed again)
+    second = ColumnLineageCache(path, SCHEMA)
+    second.entries = {key: {"flight_id": [["cached", "flight_id", True]]} for key in second.entries}
+    assert second.column_lineage(sql.format(first="2013-12-01", last="2013-12-01")) == {
+        "flight_id": [("cached", "flight_id", True)]}
+
+    renamed = {"warehouse": {"staging": {"flights": {"flight_id": "VARCHAR", "dep_delay_minutes": "INT"}}}}
+    third = ColumnLineageCache(path, renamed)
+    assert third.column_lineage(sql.format(first="2013-12-01", last="2013-12-01")) == {
+        "flight_id": [("staging.flights", "flight_id", True)],
+        "is_late": [("staging.flights", "dep_delay", False)]}
+    third.save()
+    assert len(json.loads(path.read_text())) == 1  # the entry for the old columns is gone
 
 
 def test_http_delivery_is_short_and_unretried_unless_the_configuration_says_otherwise():

@@ -1,10 +1,15 @@
 {#
-  Run range helpers. Dagster passes start_date and end_date (inclusive, 'YYYY-MM-DD') per run.
+  Run range helpers: start_date and end_date (inclusive, 'YYYY-MM-DD') from `--vars` if given, else
+  from the environment (PLATFORM_RUN_START_DATE, PLATFORM_RUN_END_DATE: how Dagster passes each run's
+  range, since changed --vars make dbt re-parse the whole project while a changed environment variable
+  only re-parses the files that read it), else the whole demo year.
   YAML may hand them over as dates or strings, so they are normalised and validated here.
 #}
 
 {% macro _range_var(name) -%}
-    {%- set value = var(name) | string | trim -%}
+    {%- set default = {'start_date': '2013-01-01', 'end_date': '2013-12-31'}[name] -%}
+    {%- set value = var(name, none) or env_var('PLATFORM_RUN_' ~ name | upper, default) -%}
+    {%- set value = value | string | trim -%}
     {%- if not modules.re.fullmatch('\d{4}-\d{2}-\d{2}', value) -%}
         {{ exceptions.raise_compiler_error("var '" ~ name ~ "' must be a date 'YYYY-MM-DD', got '" ~ value ~ "'") }}
     {%- endif -%}

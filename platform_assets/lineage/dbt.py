@@ -6,9 +6,14 @@ Column lineage comes from the compiled SQL (sqlglot, with the warehouse's column
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,6 +28,9 @@ from platform_assets.lineage.facets import CheckOutcome
 from platform_assets.lineage.runs import LineageRun, Step, now
 
 log = logging.getLogger(__name__)
+COLUMN_LINEAGE_CACHE = "column_lineage_cache.json"
+# the run range's dates in the compiled SQL: the same model over another range has the same column lineage
+_DATE_LITERAL = re.compile(r"'\d{4}-\d{2}-\d{2}'")
 
 
 def emit_dbt_lineage(context: dg.AssetExecutionContext, invocation, events: Iterable, warehouse,
@@ -53,6 +61,7 @@ def model_runs(step: Step, manifest: Mapping, results: Mapping, recorded: Mappin
     published_at = now()
     database = step.locations.warehouse_path.stem
     sqlglot_schema = {database: _nested(columns)}
+    cache = ColumnLineageCache(step.emitter.directory / COLUMN_LINEAGE_CACHE, sqlglot_schema)
     for result in results["results"]:
         unique_id = result["unique_id"]
         if not unique_id.startswith("model."):
@@ -74,7 +83,7 @@ def model_runs(step: Step, manifest: Mapping, results: Mapping, recorded: Mappin
         if metadata is not None:
             run.materialized = True
             run.metadata.update({name: getattr(value, "value", value) for name, value in metadata.items()})
-        run.column_sources = _column_sources(step, node, relation, published, sqlglot_schema, columns)
+        run.column_sources = _column_sources(step, node, relation, published, cache, columns)
         started, finished = _timing(result)
         status = result["status"]
         if status == "success":
@@ -88,6 +97,7 @@ def model_runs(step: Step, manifest: Mapping, results: Mapping, recorded: Mappin
             yield run, started, finished, "skipped by dbt: an upstream model or blocking test failed", True
         else:
             yield run, started, finished, result.get("message") or f"dbt status {status}", False
+    cache.save()
 
 
 def tests_by_model(manifest: Mapping, results: Mapping) -> dict[str, list[CheckOutcome]]:
@@ -143,6 +153,36 @@ def column_lineage(sql: str, schema: Mapping, dialect: str = "duckdb") -> dict[s
     return sources
 
 
+class ColumnLineageCache:
+    """column_lineage() results kept between runs (analysing every model's SQL costs about 2 s per dbt step),
+    keyed by the SQL without its date literals and by the warehouse's columns."""
+
+    def __init__(self, path: Path, schema: Mapping) -> None:
+        self.path, self.schema = path, schema
+        self.schema_digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+        try:
+            self.stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.stored = {}
+        self.entries = dict(self.stored)
+        self.used: dict[str, dict] = {}
+
+    def column_lineage(self, sql: str) -> dict[str, list[tuple[str, str, bool]]]:
+        key = hashlib.sha256(f"{self.schema_digest}\n{_DATE_LITERAL.sub('?', sql)}".encode()).hexdigest()
+        if key not in self.entries:
+            self.entries[key] = column_lineage(sql, self.schema)
+        self.used[key] = self.entries[key]
+        return {column: [tuple(source) for source in sources] for column, sources in self.entries[key].items()}
+
+    def save(self) -> None:
+        """Keep what this invocation used: entries of older SQL or columns drop out."""
+        if self.used != self.stored:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(self.used))
+            temporary.replace(self.path)
+
+
 def _leaves(node: Node, identity: bool, found: dict[tuple[str, str], bool]) -> None:
     if isinstance(node.expression, exp.Table):
         relation = f"{node.expression.db}.{node.expression.name}"
@@ -154,12 +194,12 @@ def _leaves(node: Node, identity: bool, found: dict[tuple[str, str], bool]) -> N
         _leaves(child, identity and isinstance(expression, exp.Column), found)
 
 
-def _column_sources(step: Step, node: Mapping, relation: str, published: str, schema: Mapping,
+def _column_sources(step: Step, node: Mapping, relation: str, published: str, cache: ColumnLineageCache,
                     columns: Mapping[str, Mapping[str, str]]) -> dict:
     identity = step.locations.identity
     sources = {}
     if node.get("compiled_code"):
-        derived = column_lineage(node["compiled_code"], schema)
+        derived = cache.column_lineage(node["compiled_code"])
         sources[relation] = {column: [(*identity(table_dataset(source)), field, same)
                                       for source, field, same in inputs]
                              for column, inputs in derived.items()}

@@ -1,6 +1,5 @@
 """The cleaned and feature layers: one dbt project, one `dbt build` per run over the run's date range."""
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -91,8 +90,11 @@ def dbt_test_description(test: Mapping[str, Any]) -> str:
 translator = PlatformDbtTranslator()
 
 
-def dbt_build_args(first_day, last_day) -> list[str]:
-    return ["build", "--vars", json.dumps({"start_date": str(first_day), "end_date": str(last_day)})]
+def dbt_run_range_env(first_day, last_day) -> dict[str, str]:
+    """The run's partition range for dbt (dbt_project/macros/date_range.sql). Environment variables rather than
+    --vars: dbt re-parses the whole project whenever --vars change (2-3 s per run), a changed environment
+    variable only the files that read it."""
+    return {"PLATFORM_RUN_START_DATE": str(first_day), "PLATFORM_RUN_END_DATE": str(last_day)}
 
 
 def _publish_and_describe(
@@ -150,9 +152,10 @@ def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> li
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first_day, last_day = partition_dates(context)
-    # profiles.yml reads the warehouse location from PLATFORM_DATA_DIR; pass the resolved folder down.
-    os.environ["PLATFORM_DATA_DIR"] = str(load_settings().data_dir)
-    invocation = dbt.cli(dbt_build_args(first_day, last_day), context=context)
+    # dagster-dbt passes this process's environment to dbt: profiles.yml reads the warehouse location from
+    # PLATFORM_DATA_DIR (the resolved folder), the models read the run range.
+    os.environ.update(PLATFORM_DATA_DIR=str(load_settings().data_dir), **dbt_run_range_env(first_day, last_day))
+    invocation = dbt.cli(["build"], context=context)
     events, failure = [], None
     try:
         events.extend(invocation.stream())
