@@ -1,7 +1,10 @@
 """The cleaned and feature layers: one dbt project, one `dbt build` per run over the run's date range."""
 
 import os
+import shutil
+import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -97,6 +100,30 @@ def dbt_run_range_env(first_day, last_day) -> dict[str, str]:
     return {"PLATFORM_RUN_START_DATE": str(first_day), "PLATFORM_RUN_END_DATE": str(last_day)}
 
 
+PARSE_STATE = "partial_parse.msgpack"
+
+
+def dbt_target_path(data_dir: Path, run_id: str) -> Path:
+    """A new target folder for one dbt invocation under <data>/dbt/target (its artifacts stay with the run's data),
+    seeded with the parse state that the previous invocation on this data folder left in <data>/dbt. Without it
+    dagster-dbt seeds the state `make manifest` wrote, whose profile (the warehouse path) differs whenever the data
+    folder does, and dbt re-parsed the whole project in every run."""
+    target = data_dir / "dbt" / "target" / f"{run_id[:8]}-{uuid.uuid4().hex[:7]}"
+    target.mkdir(parents=True)
+    state = data_dir / "dbt" / PARSE_STATE
+    if state.exists():
+        shutil.copyfile(state, target / PARSE_STATE)
+    return target
+
+
+def keep_parse_state(data_dir: Path, target: Path) -> None:
+    """The invocation's parse state becomes the next invocation's starting point (replaced atomically)."""
+    if (target / PARSE_STATE).exists():
+        staged = data_dir / "dbt" / f".{target.name}.{PARSE_STATE}"
+        shutil.copyfile(target / PARSE_STATE, staged)
+        staged.replace(data_dir / "dbt" / PARSE_STATE)
+
+
 def _publish_and_describe(
     context: dg.AssetExecutionContext, events: list, warehouse: WarehouseResource, first_day, last_day,
     audit_passed: bool,
@@ -152,15 +179,18 @@ def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> li
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first_day, last_day = partition_dates(context)
+    data_dir = load_settings().data_dir
     # dagster-dbt passes this process's environment to dbt: profiles.yml reads the warehouse location from
     # PLATFORM_DATA_DIR (the resolved folder), the models read the run range.
-    os.environ.update(PLATFORM_DATA_DIR=str(load_settings().data_dir), **dbt_run_range_env(first_day, last_day))
-    invocation = dbt.cli(["build"], context=context)
+    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_run_range_env(first_day, last_day))
+    target = dbt_target_path(data_dir, context.run.run_id)
+    invocation = dbt.cli(["build"], context=context, target_path=target)
     events, failure = [], None
     try:
         events.extend(invocation.stream())
     except DagsterDbtCliRuntimeError as error:
         failure = error
+    keep_parse_state(data_dir, target)
     described = list(_publish_and_describe(context, events, warehouse, first_day, last_day, failure is None))
     emit_dbt_lineage(context, invocation, described, warehouse, dbt_asset_key)
     yield from described
