@@ -172,3 +172,11 @@ def test_dbt_model_schemas_are_compared_with_the_previous_run(pipeline_run):
     assert all(e.passed and e.metadata["compared_with"].value == "previous run" for e in schema_checks)
     distribution = [e for e in evaluations if e.check_name == "feature_distribution"]
     assert len(distribution) == 1 and "| plane_age_years |" in distribution[0].metadata["distribution"].value
+
+
+def test_dbt_starts_from_the_parse_state_the_previous_run_left(pipeline_run):
+    dbt_dir = pipeline_run["settings"].data_dir / "dbt"
+    logs = {target.name[:8]: (target / "dbt.log").read_text() for target in (dbt_dir / "target").iterdir()}
+    second = logs[pipeline_run["second"].run_id[:8]]
+    assert "Partial parsing enabled" in second and "Unable to do partial parsing" not in second
+    assert (dbt_dir / "partial_parse.msgpack").stat().st_size > 0
