@@ -11,7 +11,7 @@
     {%- set value = var(name, none) or env_var('PLATFORM_RUN_' ~ name | upper, default) -%}
     {%- set value = value | string | trim -%}
     {%- if not modules.re.fullmatch('\d{4}-\d{2}-\d{2}', value) -%}
-        {{ exceptions.raise_compiler_error("var '" ~ name ~ "' must be a date 'YYYY-MM-DD', got '" ~ value ~ "'") }}
+        {{ exceptions.raise_compiler_error(name ~ " (--vars, or PLATFORM_RUN_" ~ name | upper ~ ") must be a date 'YYYY-MM-DD', got '" ~ value ~ "'") }}
     {%- endif -%}
     {{ return(value) }}
 {%- endmacro %}

@@ -57,6 +57,17 @@ booking_id_deliveries as (
 ),
 
 {% if is_incremental() %}
+run_booking_ids as (
+
+    -- the narrow column, not the wide `staged` rows (a CTE read more than once is kept in memory)
+    select booking_id
+    from {{ ref('stg_bookings__bookings') }}
+    where {{ in_run_range('data_date') }}
+        and not is_retry_duplicate
+        and booking_id is not null
+
+),
+
 other_deliveries as (
 
     -- booking ids of this run that the table already holds for a data_date outside the run
@@ -69,10 +80,10 @@ other_deliveries as (
         ) as other_data_date
     from {{ this }}
     where not ({{ in_run_range('data_date') }})
-        and booking_id in (select booking_id from staged)
+        and booking_id in (select booking_id from run_booking_ids)
         -- implied by the line above; lets DuckDB skip storage blocks by their min/max
-        and booking_id between (select min(booking_id) from staged)
-            and (select max(booking_id) from staged)
+        and booking_id between (select min(booking_id) from run_booking_ids)
+            and (select max(booking_id) from run_booking_ids)
     group by booking_id
     having other_data_date is not null
 

@@ -14,6 +14,8 @@
 
 with
 
+-- read three times below; DuckDB would otherwise keep all of it in memory (a CTE read more than once
+-- is materialized), which ran out of memory at 50 M rows
 source as not materialized (
 
     {{ select_current_batch(source('raw', 'bookings'), in_run_range('_data_date')) }}
