@@ -19,17 +19,24 @@ from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
 from platform_assets.resources import build_resources  # noqa: E402
 from platform_assets.settings import Settings  # noqa: E402
-from platform_assets.sources.raw_assets import raw_assets  # noqa: E402
+from platform_assets.sources.definitions import SOURCES  # noqa: E402
+from platform_assets.sources.raw_assets import RAW_ASSETS  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 
 # Deliveries start the raw layer (landing_zone_sensor); every partitioned asset below it follows on its own,
 # partition by partition, once all its inputs for that day are there. Not limited to the latest partition
-# (this data is 2013's), and a retrained model does not re-score history.
+# (this data is 2013's), and a retrained model does not re-score history. A new reference snapshot applies
+# to the days built after it (it does not rebuild history), and what reads an irregular source does not wait
+# for days it delivers nothing; a snapshot must exist before what reads it is built.
+def _raw_keys(cadences: tuple[str, ...]) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*[dg.AssetKey(["raw", s.name]) for s in SOURCES.values() if s.cadence in cadences])
+
+
 FOLLOW_UPSTREAM = (
     dg.AutomationCondition.eager()
     .without(dg.AutomationCondition.in_latest_time_window())
-    .ignore(dg.AssetSelection.assets(delay_model))
-    & ~dg.AutomationCondition.any_deps_missing()
+    .ignore(dg.AssetSelection.assets(delay_model) | _raw_keys(("snapshot", "irregular")))
+    & ~dg.AutomationCondition.any_deps_missing().ignore(_raw_keys(("irregular",)))
 ).with_label("follows its inputs, day by day")
 
 
@@ -63,7 +70,7 @@ def _require_catalog_entries(assets: list) -> None:
         raise dg.DagsterInvalidDefinitionError("governance catalog is incomplete: " + "; ".join(problems))
 
 
-ASSETS = [raw_assets, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift]
+ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift]
 _require_catalog_entries(ASSETS)
 ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
 

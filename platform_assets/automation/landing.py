@@ -1,66 +1,89 @@
-"""The landing-zone sensor: one ingestion run per complete delivery, exactly once."""
+"""The landing-zone sensor: one ingestion run per source and delivery, exactly once."""
 
-import hashlib
 import json
 from pathlib import Path
 
 import dagster as dg
 
 from platform_assets.settings import load_settings
-from platform_assets.simulator.deliver import MANIFEST_DIR
-from platform_assets.sources.raw_assets import raw_assets
+from platform_assets.sources.definitions import SOURCES, SourceDefinition
+from platform_assets.sources.landing import DeliveryError, delivered_manifests, delivery_id, read_manifest
+from platform_assets.sources.raw_assets import RAW_ASSETS
 
 
-def delivery_id(manifest: Path) -> str:
-    """A delivery is identified by its manifest's content: a re-delivery of a day is a new delivery."""
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+def delivery_state(landing_dir: Path, source: SourceDefinition, manifest: Path, day) -> tuple[str, list[str]]:
+    """(delivery id, files it lists that are not there yet). A manifest that cannot be read as a delivery is
+    still a delivery: its run refuses it, naming the manifest and the problem, and alerts the owner."""
+    delivery = delivery_id(manifest.read_bytes())
+    try:
+        listed = read_manifest(landing_dir, source.name, day).files
+    except DeliveryError:
+        return delivery, []
+    return delivery, [file.name for file in listed if not file.path.exists() and not file.path.is_symlink()]
 
 
-def missing_files(landing_dir: Path, manifest: Path) -> list[str]:
-    """Files the manifest lists that are not (yet) in the landing zone."""
-    listed = json.loads(manifest.read_text())["files"]
-    return [entry["path"] for entry in listed if not (landing_dir / entry["path"]).exists()]
-
-
-def ingested_since(instance: dg.DagsterInstance, day: str, since: float) -> bool:
-    """The day's raw partitions were materialized after its delivery (for example by a backfill)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "flights"]), asset_partitions=[day]), limit=1
-    ).records
+def ingested_since(instance: dg.DagsterInstance, source: SourceDefinition, day: str, since: float) -> bool:
+    """The source's delivery was materialized after it arrived (for example by the demo's backfill)."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(["raw", source.name]), asset_partitions=None if source.snapshot else [day]),
+        limit=1).records
     return bool(records) and records[0].timestamp >= since
 
 
 @dg.sensor(
     name="landing_zone_sensor",
-    target=raw_assets,
+    target=RAW_ASSETS,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches <data>/landing/_manifests/. A day is complete when its manifest exists and every file "
-    "it lists is present (the simulator and source systems write the manifest last). Each complete delivery "
-    "starts one ingestion run of the raw layer for that day (run key = day + manifest digest, so the same "
-    "delivery never runs twice and a re-delivery runs again); the layers below follow by declarative "
-    "automation. Days already ingested after their delivery (say by the demo's backfill) are only recorded.",
+    description="Watches every source's manifests in <data>/landing/<source>/_manifests/. A delivery is complete "
+    "when its manifest exists and every file it lists is present (source systems write the manifest last). "
+    "Each complete delivery starts one ingestion run of that source alone (run key = source + day + manifest "
+    "digest, so the same delivery never runs twice and a re-delivery runs again); what reads the source "
+    "follows by declarative automation. A manifest that cannot be read starts a run too, which refuses it and "
+    "alerts the owner. Other names in a manifests folder are ignored with a warning. Deliveries already "
+    "ingested after they arrived (say by the demo's backfill) are only recorded.",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext):
     landing_dir = load_settings().landing_dir
-    handled: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    try:
+        handled: dict[str, dict[str, str]] = json.loads(context.cursor) if context.cursor else {}
+    except json.JSONDecodeError:
+        handled = {}
+    if not all(isinstance(days, dict) for days in handled.values()):
+        handled = {}  # a cursor of the earlier one-manifest-per-day layout
     requests, waiting = [], []
-    for manifest in sorted((landing_dir / MANIFEST_DIR).glob("manifest_*.json")):
-        day = manifest.stem.removeprefix("manifest_")
-        delivery = delivery_id(manifest)
-        if handled.get(day) == delivery:
+    for source in SOURCES.values():
+        try:
+            manifests, ignored = delivered_manifests(landing_dir, source.name)
+        except OSError as error:  # one source's unreadable folder never stops the others
+            context.log.error(f"{landing_dir / source.name}: cannot be listed ({error.strerror})")
             continue
-        if missing := missing_files(landing_dir, manifest):
-            waiting.append(f"{day} (waiting for {', '.join(missing)})")
-            continue
-        redelivered = day in handled
-        handled[day] = delivery
-        if redelivered or not ingested_since(context.instance, day, manifest.stat().st_mtime):
-            requests.append(dg.RunRequest(
-                run_key=f"landing:{day}:{delivery}", partition_key=day,
-                tags={"platform/trigger": "landing_zone_sensor", "platform/delivery": delivery},
-            ))
+        for warning in ignored:
+            context.log.warning(warning)
+        seen = handled.setdefault(source.name, {})
+        for day, manifest in manifests.items():
+            partition = day.isoformat()
+            try:
+                delivery, missing = delivery_state(landing_dir, source, manifest, day)
+            except OSError as error:  # removed or unreadable between listing and reading: next tick
+                waiting.append(f"{source.name} {partition} ({error.strerror})")
+                continue
+            if seen.get(partition) == delivery:
+                continue
+            if missing:
+                waiting.append(f"{source.name} {partition} (waiting for {', '.join(missing[:3])})")
+                continue
+            redelivered = partition in seen
+            seen[partition] = delivery
+            if redelivered or not ingested_since(context.instance, source, partition, manifest.stat().st_mtime):
+                requests.append(dg.RunRequest(
+                    run_key=f"landing:{source.name}:{partition}:{delivery}",
+                    partition_key=None if source.snapshot else partition,
+                    asset_selection=[dg.AssetKey(["raw", source.name])],
+                    tags={"platform/trigger": "landing_zone_sensor", "platform/source": source.name,
+                          "platform/delivery": delivery, "platform/data_date": partition},
+                ))
     context.update_cursor(json.dumps(handled, sort_keys=True))
     if requests:
         return dg.SensorResult(run_requests=requests)
-    return dg.SkipReason("incomplete: " + "; ".join(waiting) if waiting else "no new complete delivery")
+    return dg.SkipReason("incomplete: " + "; ".join(waiting[:20]) if waiting else "no new complete delivery")

@@ -31,7 +31,8 @@ from platform_assets.bench.report import (
     ratio, rows_per_layer, summary_table,
 )
 from platform_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
-from platform_assets.simulator.deliver import LAST_DATA_DAY, days_between, deliver_day, delivered_days
+from platform_assets.simulator.deliver import LAST_DATA_DAY, deliver_day, delivered_days
+from platform_assets.sources.landing import days_between
 from platform_assets.sources.definitions import SOURCES
 from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 

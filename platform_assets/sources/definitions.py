@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ LINEAGE_DESCRIPTIONS = {
 }
 
 
+SOURCE_FIELDS = {"description", "system", "format", "cadence", "allow_empty", "row_date", "key", "columns"}
+CADENCES = ("daily", "irregular", "snapshot")
 COLUMN_RULES = {"type", "description", "nullable", "accepted", "range", "pattern", "formats", "references",
                 "quarantined", "warn_because"}
 
@@ -58,13 +60,18 @@ class SourceDefinition:
     name: str
     description: str
     system: str
-    landing_path: str
     format: str
     columns: dict[str, ColumnContract]
     key: tuple[str, ...] = ()
     key_warn_because: str | None = None
-    snapshot: bool = False
+    cadence: str = "daily"  # daily | irregular | snapshot (see sources.yml)
+    allow_empty: bool = False  # a delivery with no data rows is published instead of refused
     row_date: str | None = None
+
+    @property
+    def snapshot(self) -> bool:
+        """A reference table delivered whole, used until a newer one arrives (not partitioned by day)."""
+        return self.cadence == "snapshot"
 
     @property
     def raw_columns(self) -> dict[str, str]:
@@ -108,20 +115,32 @@ def _column_contract(where: str, column: str, entry) -> ColumnContract:
 
 
 def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
-    entries = yaml.safe_load(path.read_text()) or {}
+    try:
+        entries = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise SourceDefinitionError(f"{path.name}: not valid YAML: {error}") from None
+    if not isinstance(entries, dict):
+        raise SourceDefinitionError(f"{path.name}: must map source names to their definitions")
     sources = {}
     for name, entry in entries.items():
         where = f"{path.name}: source '{name}'"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise SourceDefinitionError(f"{where}: a source name is lowercase letters, digits and '_' "
+                                        "(it names a folder, a table and an asset)")
         if not isinstance(entry, dict):
             raise SourceDefinitionError(f"{where} must be a mapping")
-        missing = {"description", "system", "landing_path", "format", "columns"} - entry.keys()
+        missing = {"description", "system", "format", "columns"} - entry.keys()
         if missing:
             raise SourceDefinitionError(f"{where} is missing {', '.join(sorted(missing))}")
+        if unknown := set(entry) - SOURCE_FIELDS:
+            raise SourceDefinitionError(f"{where} has unknown fields {', '.join(sorted(map(str, unknown)))}; "
+                                        f"known: {', '.join(sorted(SOURCE_FIELDS))}")
         if entry["format"] not in FORMATS:
             raise SourceDefinitionError(f"{where}: format '{entry['format']}' is not one of {', '.join(FORMATS)}")
-        if "{date}" not in entry["landing_path"]:
-            raise SourceDefinitionError(f"{where}: landing_path must contain '{{date}}'")
-        if not entry["columns"]:
+        cadence = entry.get("cadence", "daily")
+        if cadence not in CADENCES:
+            raise SourceDefinitionError(f"{where}: cadence '{cadence}' is not one of {', '.join(CADENCES)}")
+        if not entry["columns"] or not isinstance(entry["columns"], dict):
             raise SourceDefinitionError(f"{where} declares no columns")
         columns = {str(c): _column_contract(where, str(c), e) for c, e in entry["columns"].items()}
         key = tuple(entry.get("key", {}).get("columns", ())) if isinstance(entry.get("key"), dict) else ()
@@ -131,12 +150,12 @@ def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
             name=name,
             description=" ".join(entry["description"].split()),
             system=entry["system"],
-            landing_path=entry["landing_path"],
             format=entry["format"],
             columns=columns,
             key=key,
             key_warn_because=" ".join(((entry.get("key") or {}).get("warn_because") or "").split()) or None,
-            snapshot=bool(entry.get("snapshot", False)),
+            cadence=cadence,
+            allow_empty=bool(entry.get("allow_empty", False)),
             row_date=entry.get("row_date"),
         )
     for source in sources.values():
@@ -149,10 +168,6 @@ def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
 
 
 SOURCES = load_sources()
-
-
-def landing_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> Path:
-    return landing_dir / source.landing_path.format(date=day.isoformat())
 
 
 CSV_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"', strict_mode = true"

@@ -2,8 +2,8 @@
 
 
 import datetime as dt
-import hashlib
-import json
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,14 +18,13 @@ from platform_assets.metadata import column_schema, table_version
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
-from platform_assets.simulator.deliver import days_between, manifest_path
 from platform_assets.sources.definitions import (
-    CSV_OPTIONS, LANDING_FILE_COLUMN, SOURCES, SourceDefinition, landing_file, reader_sql,
+    CSV_OPTIONS, LANDING_FILE_COLUMN, SOURCES, SourceDefinition, reader_sql,
 )
-
-
-class DeliveryError(Exception):
-    """A landing file cannot be ingested; the message names the file and what to do."""
+from platform_assets.sources.landing import (
+    Delivery, DeliveryError, DeliveryNotYetComplete, days_between, delivered_manifests, unlisted_files,
+    verified_delivery,
+)
 
 
 VOLUME_BAND = (0.5, 2.0)  # a day outside [0.5, 2] x the median of its 7 previous days is an anomaly
@@ -54,46 +53,29 @@ def _first_line(error: Exception) -> str:
     return " ".join(str(error).split("\n")[:2]).strip()
 
 
-def _verified_file(landing_dir: Path, source: SourceDefinition, day: dt.date) -> tuple[Path, str]:
-    """The day's landing file and its sha256, checked against the delivery manifest."""
-    if day > dt.date.today():
-        raise DeliveryError(f"{landing_file(landing_dir, source, day)}: dated {day}, in the future; refused")
-    manifest_file = manifest_path(landing_dir, day)
-    if not manifest_file.exists():
-        raise DeliveryError(
-            f"delivery of {day} is incomplete: {manifest_file} is missing, so {source.name} for that day "
-            f"cannot be ingested yet; deliver the day first (python -m platform_assets.simulator)"
-        )
-    path = landing_file(landing_dir, source, day)
-    if not path.exists():
-        raise DeliveryError(f"{path}: listed for {day} but missing from the landing zone")
-    if path.stat().st_size == 0:
-        raise DeliveryError(f"{path}: empty file (0 bytes); ask the {source.system} to re-deliver {day}")
-    digest = hashlib.file_digest(path.open("rb"), "sha256").hexdigest()
-    listed = {f["path"]: f["sha256"] for f in json.loads(manifest_file.read_text())["files"]}
-    expected = listed.get(str(path.relative_to(landing_dir)))
-    if expected is not None and expected != digest:
-        raise DeliveryError(f"{path}: sha256 {digest} does not match the manifest ({expected}); re-deliver it")
-    return path, digest
-
-
-def unreadable_deliveries(landing_dir: Path, sources: list[SourceDefinition], days: list[dt.date]) -> list[str]:
-    """Why some of these deliveries cannot be read yet: no manifest, a listed file absent or not readable.
-    These may resolve on their own (a delivery still arriving), unlike a bad file."""
-    reasons = []
-    for day in days:
-        if day > dt.date.today():
-            continue  # refused for good below, not retried
-        if not manifest_path(landing_dir, day).exists():
-            reasons.append(f"{manifest_path(landing_dir, day)}: not delivered yet")
-            continue
-        for source in sources:
-            path = landing_file(landing_dir, source, day)
-            try:
-                path.open("rb").close()
-            except OSError as error:
-                reasons.append(f"{path}: not readable yet ({error.strerror})")
-    return reasons
+def planned_deliveries(landing_dir: Path, source: SourceDefinition, first_day: dt.date | None = None,
+                       last_day: dt.date | None = None, loaded: dict[dt.date, set[str]] | None = None
+                       ) -> list[Delivery]:
+    """The verified deliveries a run of `source` loads: for a daily source every day of the range (each must
+    have been delivered), for an irregular one the days of the range that have a delivery, for a snapshot
+    source every delivered snapshot whose files are not `loaded` yet (data date -> sha256s in raw).
+    Raises DeliveryNotYetComplete (may resolve) or DeliveryError (refused), naming the manifest or file."""
+    delivered = delivered_manifests(landing_dir, source.name)[0]
+    future = sorted(day for day in (delivered if source.snapshot else days_between(first_day, last_day))
+                    if day > dt.date.today())
+    if future:
+        raise DeliveryError(f"{landing_dir / source.name}: a delivery of {source.name} dated {future[0]}, in the "
+                            "future; refused")
+    if source.snapshot:
+        deliveries = [verified_delivery(landing_dir, source.name, day) for day in sorted(delivered)]
+        new = [d for d in deliveries if {f.sha256 for f in d.files} != (loaded or {}).get(d.data_date)]
+        if not deliveries:
+            raise DeliveryNotYetComplete(f"{landing_dir / source.name}: no snapshot of {source.name} delivered yet")
+        return new
+    days = list(days_between(first_day, last_day))
+    if source.cadence == "irregular":
+        days = [day for day in days if day in delivered]
+    return [verified_delivery(landing_dir, source.name, day) for day in days]
 
 
 def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -> list[str]:
@@ -131,6 +113,7 @@ class AuditedBatch:
     published: bool = False
     version: str = ""  # published version of the range after this run (unchanged when not published)
     files: dict[str, str] = field(default_factory=dict)  # landing file -> its sha256, as verified
+    days: list[dt.date] = field(default_factory=list)  # the data dates loaded (a snapshot's, a range's days)
 
     @property
     def rows(self) -> int:
@@ -205,16 +188,26 @@ def _unreadable_file(connection: duckdb.DuckDBPyConnection, source: SourceDefini
                          f"{_first_line(error)}")
 
 
-def _stage(connection, source, landing_dir, first_day, last_day, batch_id, target) -> AuditedBatch:
-    """Verify the days' files and write them into `target` (the raw table, inside the ingestion's
-    transaction); raises DeliveryError naming a file that cannot be ingested."""
-    files = [(day, *_verified_file(landing_dir, source, day)) for day in days_between(first_day, last_day)]
-    batch = AuditedBatch(source, first_day, last_day, {}, files={str(path): digest for _, path, digest in files})
+def _days_predicate(days: Sequence[dt.date]) -> str:
+    """SQL predicate on _data_date for these days (dt.date values: safe as literals)."""
+    between = f"_data_date BETWEEN '{min(days)}' AND '{max(days)}'"
+    if len(days) == (max(days) - min(days)).days + 1:
+        return between
+    return f"{between} AND _data_date IN ({', '.join(repr(str(day)) for day in days)})"
+
+
+def _stage(connection, source, deliveries: list[Delivery], batch_id, target) -> AuditedBatch:
+    """Write the deliveries' files into `target` (the raw table, inside the ingestion's transaction); raises
+    DeliveryError naming a file that cannot be ingested."""
+    days = [delivery.data_date for delivery in deliveries]
+    files = [(delivery.data_date, file.path, file.sha256) for delivery in deliveries for file in delivery.files]
+    batch = AuditedBatch(source, min(days), max(days), {}, files={str(path): digest for _, path, digest in files},
+                         days=days)
     if not source.snapshot:
         seen: dict[str, str] = {}
         previous = dict(connection.execute(
             f"SELECT DISTINCT _file_sha256, _source_file FROM raw.{source.name} "
-            "WHERE _data_date NOT BETWEEN $first AND $last", {"first": first_day, "last": last_day}).fetchall())
+            f"WHERE NOT ({_days_predicate(days)})").fetchall())
         for _, path, digest in files:
             earlier = seen.get(digest) or previous.get(digest)
             if earlier:
@@ -234,14 +227,35 @@ def _stage(connection, source, landing_dir, first_day, last_day, batch_id, targe
     return batch
 
 
-def _volume_anomalies(connection, source: SourceDefinition, staged: str, first_day: dt.date) -> list[tuple]:
+def _check_announced_rows(connection, source: SourceDefinition, deliveries: list[Delivery], staged: str) -> None:
+    """Every file holds the rows its manifest announced, and a delivery with no rows at all is refused unless
+    the source allows empty deliveries."""
+    read = dict(connection.execute(f"SELECT _source_file, count(*) FROM {staged} GROUP BY ALL").fetchall())
+    for delivery in deliveries:
+        for file in delivery.files:
+            rows = read.get(str(file.path), 0)
+            if rows != file.rows:
+                raise DeliveryError(f"{file.path}: {rows:,} data rows read, but the manifest announced "
+                                    f"{file.rows:,}; refused (rows lost or added after export)")
+        if not source.allow_empty and not any(read.get(str(file.path)) for file in delivery.files):
+            raise DeliveryError(
+                f"{', '.join(str(file.path) for file in delivery.files)}: no data rows (header only) for "
+                f"{delivery.data_date}; an empty delivery is refused (a source that may deliver nothing sets "
+                "allow_empty: true in sources.yml)")
+
+
+def _volume_anomalies(connection, source: SourceDefinition, staged: str, days: list[dt.date]) -> list[tuple]:
+    """Days of the run outside the band around their previous days' median; a day with no rows counts as 0."""
     low, high = VOLUME_BAND
     return connection.execute(
         f"""
-        WITH days AS (
+        WITH run_days AS (SELECT unnest($days::DATE[]) AS day),
+        days AS (
             SELECT _data_date AS day, count(*) AS n FROM raw.{source.name}
             WHERE _data_date < $first AND _data_date >= $first - INTERVAL {2 * VOLUME_HISTORY} DAY GROUP BY 1
-            UNION ALL SELECT _data_date, count(*) FROM {staged} GROUP BY 1
+            UNION ALL
+            SELECT run_days.day, count(staged._data_date) FROM run_days
+            LEFT JOIN {staged} ON staged._data_date = run_days.day GROUP BY 1
         ), windowed AS (
             SELECT day, n,
                    median(n) OVER (ORDER BY day ROWS BETWEEN {VOLUME_HISTORY} PRECEDING AND 1 PRECEDING) AS usual,
@@ -251,48 +265,63 @@ def _volume_anomalies(connection, source: SourceDefinition, staged: str, first_d
         SELECT day::VARCHAR, n, usual FROM windowed
         WHERE day >= $first AND history >= 3 AND (n < {low} * usual OR n > {high} * usual) ORDER BY day
         """,
-        {"first": first_day},
+        {"first": min(days), "days": days},
     ).fetchall()
 
 
-def ingest(
-    connection: duckdb.DuckDBPyConnection,
-    source: SourceDefinition,
-    landing_dir: Path,
-    first_day: dt.date,
-    last_day: dt.date,
-    batch_id: str,
-) -> AuditedBatch:
-    """Write-audit-publish of [first_day, last_day] in one transaction: replace those days of raw.<source> with
-    the landing files, audit the new rows against the source's contract, and commit only when no blocking
-    rule fails. Otherwise the transaction is rolled back: nothing was visible to any reader, and the
-    published rows stay as they were. Re-running a day replaces it. (Writing in place instead of into a
-    staging table and copying saves one full write of every row.)
-    Raises DeliveryError, naming the file, for a file that cannot be ingested at all."""
+def ingest(connection: duckdb.DuckDBPyConnection, source: SourceDefinition, landing_dir: Path,
+           first_day: dt.date, last_day: dt.date, batch_id: str) -> AuditedBatch:
+    """Write-audit-publish of the source's deliveries for [first_day, last_day] (see ingest_deliveries)."""
+    return ingest_deliveries(connection, source, planned_deliveries(landing_dir, source, first_day, last_day),
+                             batch_id)
+
+
+def ingest_deliveries(connection: duckdb.DuckDBPyConnection, source: SourceDefinition,
+                      deliveries: list[Delivery], batch_id: str) -> AuditedBatch:
+    """Write-audit-publish of verified deliveries in one transaction: replace their data dates in raw.<source>
+    with their files, check the rows against the manifests, audit them against the source's contract, and
+    commit only when no blocking rule fails. Otherwise the transaction is rolled back: nothing was visible to
+    any reader, and the published rows stay as they were. Re-running a day replaces it. (Writing in place
+    instead of into a staging table and copying saves one full write of every row.)
+    Raises DeliveryError, naming the file, for a delivery that cannot be ingested at all."""
+    if not deliveries:
+        raise DeliveryError(f"{source.name}: nothing delivered to load")
     ensure_raw_table(connection, source)
-    window = {"first": first_day, "last": last_day}
-    # The run's rows, once written in place of the range (dates are dt.date values: safe as literals).
-    staged = f"(SELECT * FROM raw.{source.name} WHERE _data_date BETWEEN '{first_day}' AND '{last_day}') AS staged"
+    days = sorted(delivery.data_date for delivery in deliveries)
+    # The run's rows, once written in place of its days.
+    staged = f"(SELECT * FROM raw.{source.name} WHERE {_days_predicate(days)}) AS staged"
     connection.execute("BEGIN TRANSACTION")
     try:
-        connection.execute(f"DELETE FROM raw.{source.name} WHERE _data_date BETWEEN $first AND $last", window)
-        batch = _stage(connection, source, landing_dir, first_day, last_day, batch_id, f"raw.{source.name}")
-        batch.rows_per_day = dict(connection.execute(
+        connection.execute(f"DELETE FROM raw.{source.name} WHERE {_days_predicate(days)}")
+        batch = _stage(connection, source, deliveries, batch_id, f"raw.{source.name}")
+        _check_announced_rows(connection, source, deliveries, staged)
+        batch.rows_per_day = {str(day): 0 for day in days} | dict(connection.execute(
             f"SELECT _data_date::VARCHAR, count(*) FROM {staged} GROUP BY ALL ORDER BY 1").fetchall())
         violations = evaluate_rules(connection, staged, contract_rules(source))
         duplicates = duplicate_keys(connection, staged, source)
         violations += [duplicates] if duplicates else []
         batch.blocking = [v for v in violations if not v.rule.warn_because]
         batch.known_gaps = [v for v in violations if v.rule.warn_because]
-        batch.volume_anomalies = _volume_anomalies(connection, source, staged, first_day)
+        batch.volume_anomalies = _volume_anomalies(connection, source, staged, days)
         batch.published = not batch.blocking
         connection.execute("COMMIT" if batch.published else "ROLLBACK")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
-    batch.version = table_version(connection, f"raw.{source.name}",
-                                  f"_data_date BETWEEN '{first_day}' AND '{last_day}'", [*source.columns, "_data_date"])
+    batch.version = table_version(connection, f"raw.{source.name}", _days_predicate(days),
+                                  [*source.columns, "_data_date"])
     return batch
+
+
+def loaded_snapshots(connection: duckdb.DuckDBPyConnection, source: SourceDefinition) -> dict[dt.date, set[str]]:
+    """The snapshots already in raw.<source>: data date -> the sha256 of its files."""
+    ensure_raw_table(connection, source)
+    return {day: set(digests) for day, digests in connection.execute(
+        f"SELECT _data_date, list(DISTINCT _file_sha256) FROM raw.{source.name} GROUP BY ALL").fetchall()}
+
+
+CADENCE_WORDS = {"daily": "one delivery per day", "irregular": "deliveries on some days",
+                 "snapshot": "a whole snapshot, used until a newer one arrives"}
 
 
 def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
@@ -300,9 +329,10 @@ def raw_asset_spec(source: SourceDefinition) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=key,
         group_name="raw",
-        description=f"{source.description}\n\nLanded as `{source.landing_path}` ({source.format}) by the "
-        f"{source.system}; loaded as delivered into `raw.{source.name}` with the source file, its sha256, "
-        "the batch id and the ingestion time of every row.",
+        description=f"{source.description}\n\nDelivered by the {source.system} into `landing/{source.name}/` "
+        f"({source.format}, {CADENCE_WORDS[source.cadence]}), each delivery with its manifest; loaded as delivered "
+        f"into `raw.{source.name}` with the source file, its sha256, the batch id and the ingestion time of every "
+        "row.",
         kinds={"duckdb", source.format},
         metadata={
             "dagster/column_schema": column_schema(source.raw_columns, source.column_descriptions),
@@ -378,69 +408,131 @@ def _check_results(batch: AuditedBatch, key: dg.AssetKey) -> list[dg.AssetCheckR
     return results
 
 
-def build_raw_assets(sources: dict[str, SourceDefinition]) -> dg.AssetsDefinition:
-    """One raw asset per source definition, each gated by checks generated from its contract. They share
-    one step (one process start, one warehouse connection) and can be materialized individually."""
-    source_by_key = {dg.AssetKey(["raw", name]): source for name, source in sources.items()}
+def _refusal(key: dg.AssetKey, error: DeliveryError) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=key, check_name="contract", passed=False,
+                               severity=dg.AssetCheckSeverity.ERROR, metadata={"refused": str(error)})
 
+
+def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource, source: SourceDefinition,
+                 key: dg.AssetKey, window: tuple[dt.date, dt.date] | None) -> Iterator:
+    """Plan, verify and publish one source's deliveries for the run, as one lineage run. Raises
+    DeliveryNotYetComplete before anything is written when a delivery is still arriving."""
+    landing_dir = load_settings().landing_dir
+    run_label = f"{window[0]}..{window[1]}" if window else "snapshot"
+    raw_table = table_dataset(f"raw.{source.name}", version_from="published_version")
+    with warehouse.connect() as connection:
+        loaded = loaded_snapshots(connection, source) if source.snapshot else None
+        try:
+            deliveries = planned_deliveries(landing_dir, source, *(window or (None, None)), loaded=loaded)
+        except DeliveryNotYetComplete:
+            raise
+        except DeliveryError as error:  # a bad manifest, file or date: refused, as a failed lineage run
+            context.log.error(f"raw.{source.name}: refused: {error}")
+            with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
+                yield from lineage.observe([_refusal(key, error)])
+            raise
+        if unlisted := unlisted_files(landing_dir, source.name):
+            context.log.warning(f"raw.{source.name}: {len(unlisted)} file(s) in {landing_dir / source.name} that no "
+                                f"manifest lists are not read: {', '.join(p.name for p in unlisted[:5])}")
+        if not deliveries:
+            yield from _nothing_new(context, connection, source, key, raw_table, loaded)
+            return
+        batch_id = f"{context.run_id}:{source.name}:{deliveries[0].data_date}:{deliveries[-1].data_date}"
+        inputs = [file_dataset(file.path, file.sha256) for delivery in deliveries for file in delivery.files]
+        with lineage_run(context, key, inputs=inputs, outputs=[raw_table]) as lineage:
+            try:
+                batch = ingest_deliveries(connection, source, deliveries, batch_id)
+            except DeliveryError as error:
+                context.log.error(f"raw.{source.name}: refused: {error}")
+                yield from lineage.observe([_refusal(key, error)])
+                raise
+            yield from lineage.observe(_check_results(batch, key))
+            context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {run_label}, "
+                             f"{'published' if batch.published else 'NOT published'}")
+            if batch.published:
+                total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
+                yield from lineage.observe([dg.MaterializeResult(asset_key=key, metadata={
+                    "dagster/row_count": total,
+                    "rows_loaded_this_run": batch.rows,
+                    "days_loaded": f"{batch.first_day}..{batch.last_day} ({len(batch.rows_per_day)} days)",
+                    "published_version": batch.version,
+                    "batch_id": batch_id,
+                    "deliveries": dg.MetadataValue.json({str(d.data_date): d.id for d in deliveries}),
+                })])
+
+
+def _nothing_new(context, connection, source: SourceDefinition, key: dg.AssetKey, raw_table,
+                 loaded: dict[dt.date, set[str]] | None) -> Iterator:
+    """Nothing new to load (a snapshot source with no newer snapshot, an irregular source with no delivery in
+    the range): materialized as it stands, so that what reads it proceeds, and said so."""
+    current = max(loaded) if loaded else None
+    version = table_version(connection, f"raw.{source.name}", f"_data_date = '{current}'",
+                            [*source.columns, "_data_date"]) if current else "empty"
+    news = f"no newer snapshot: the one of {current} stays" if source.snapshot else "nothing delivered for the range"
+    context.log.info(f"raw.{source.name}: {news}")
+    with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
+        yield from lineage.observe([dg.MaterializeResult(asset_key=key, metadata={
+            "dagster/row_count": connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0],
+            "rows_loaded_this_run": 0, "published_version": version, "deliveries": news})])
+
+
+def _ingest_selected(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     source_by_key: dict[dg.AssetKey, SourceDefinition], partitioned: bool) -> Iterator:
+    """Each selected source on its own: one that is refused or not delivered yet holds back only itself. A
+    delivery still arriving is waited for (PLATFORM_DELIVERY_RETRIES times, PLATFORM_DELIVERY_RETRY_SECONDS
+    doubling) while the others load; the step fails at the end naming every source it could not publish."""
+    settings = load_settings()
+    window = partition_dates(context) if partitioned else None
+    pending = sorted(context.selected_asset_keys, key=lambda k: k.path)
+    refused: list[str] = []
+    for attempt in range(settings.delivery_retries + 1):
+        waiting = []
+        for key in pending:
+            try:
+                yield from _load_source(context, warehouse, source_by_key[key], key, window)
+            except DeliveryNotYetComplete as error:
+                waiting.append((key, error))
+            except DeliveryError as error:
+                refused.append(str(error))
+        pending = [key for key, _ in waiting]
+        if not waiting or attempt == settings.delivery_retries:
+            break
+        wait = settings.delivery_retry_seconds * 2**attempt
+        context.log.warning(f"not delivered yet, waiting {wait:.0f} s: " + "; ".join(str(e) for _, e in waiting[:5]))
+        time.sleep(wait)
+    for key, error in waiting:
+        context.log.error(f"raw.{source_by_key[key].name}: {error}")
+        yield _refusal(key, error)
+        refused.append(str(error))
+    if refused:
+        raise dg.Failure(description="Not published (every other selected source was):\n" + "\n".join(refused))
+
+
+def _raw_multi_asset(source_by_key: dict[dg.AssetKey, SourceDefinition], partitioned: bool) -> dg.AssetsDefinition:
     @dg.multi_asset(
-        name="raw_ingestion",
-        specs=[raw_asset_spec(source) for source in sources.values()],
+        name="raw_ingestion" if partitioned else "raw_snapshots",
+        specs=[raw_asset_spec(source) for source in source_by_key.values()],
         check_specs=[spec for key, source in source_by_key.items() for spec in _check_specs(source, key)],
-        partitions_def=daily_partitions,
-        backfill_policy=single_run,
-        op_tags=WAREHOUSE_OP_TAGS,
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=single_run if partitioned else None,
+        # In a run with both, snapshots load first: the others' contracts check references against them.
+        op_tags={**WAREHOUSE_OP_TAGS, **({} if partitioned else {"dagster/priority": "1"})},
         can_subset=True,
     )
     def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        first_day, last_day = partition_dates(context)
-        settings = load_settings()
-        landing_dir = settings.landing_dir
-        sources = [source_by_key[key] for key in context.selected_asset_keys]
-        unreadable = unreadable_deliveries(landing_dir, sources, list(days_between(first_day, last_day)))
-        if unreadable and context.retry_number < settings.delivery_retries:
-            wait = settings.delivery_retry_seconds * 2**context.retry_number
-            context.log.warning(f"delivery not readable yet, retrying in {wait:.0f} s: " + "; ".join(unreadable[:5]))
-            raise dg.RetryRequested(max_retries=settings.delivery_retries, seconds_to_wait=wait)
-        refused = []
-        # Reference snapshots first: the other sources' contracts check references against them.
-        selected = sorted(context.selected_asset_keys, key=lambda k: (not source_by_key[k].snapshot, k.path))
-        with warehouse.connect() as connection:
-            for key in selected:
-                source = source_by_key[key]
-                batch_id = f"{context.run_id}:{source.name}:{first_day}:{last_day}"
-                delivered = [file_dataset(landing_file(landing_dir, source, day))
-                             for day in days_between(first_day, last_day)]
-                raw_table = table_dataset(f"raw.{source.name}", version_from="published_version")
-                with lineage_run(context, key, inputs=delivered, outputs=[raw_table]) as lineage:
-                    try:
-                        batch = ingest(connection, source, landing_dir, first_day, last_day, batch_id)
-                    except DeliveryError as error:
-                        refused.append(str(error))
-                        context.log.error(f"raw.{source.name}: refused: {error}")
-                        yield from lineage.observe([dg.AssetCheckResult(
-                            asset_key=key, check_name="contract", passed=False, metadata={"refused": str(error)})])
-                        continue
-                    lineage.inputs = [file_dataset(path, sha256) for path, sha256 in batch.files.items()]
-                    yield from lineage.observe(_check_results(batch, key))
-                    context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {first_day}..{last_day}, "
-                                     f"{'published' if batch.published else 'NOT published'}")
-                    if batch.published:
-                        total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
-                        yield from lineage.observe([dg.MaterializeResult(
-                            asset_key=key,
-                            metadata={
-                                "dagster/row_count": total,
-                                "rows_loaded_this_run": batch.rows,
-                                "days_loaded": f"{first_day}..{last_day} ({len(batch.rows_per_day)} days)",
-                                "published_version": batch.version,
-                                "batch_id": batch_id,
-                            },
-                        )])
-        if refused:
-            raise dg.Failure(description="Refused deliveries:\n" + "\n".join(refused))
+        yield from _ingest_selected(context, warehouse, source_by_key, partitioned)
 
     return raw_ingestion
 
 
-raw_assets = build_raw_assets(SOURCES)
+def build_raw_assets(sources: dict[str, SourceDefinition]) -> list[dg.AssetsDefinition]:
+    """One raw asset per source definition, each gated by checks generated from its contract. Sources that
+    deliver by day share one daily-partitioned step, reference snapshots one unpartitioned step; within a
+    step each source is materialized, refused or waited for on its own."""
+    groups = [({dg.AssetKey(["raw", name]): source for name, source in sources.items()
+                if source.snapshot != partitioned}, partitioned) for partitioned in (False, True)]
+    return [_raw_multi_asset(source_by_key, partitioned) for source_by_key, partitioned in groups if source_by_key]
+
+
+RAW_ASSETS = build_raw_assets(SOURCES)
+RAW_KEYS = [key for asset in RAW_ASSETS for key in asset.keys]
