@@ -2,14 +2,14 @@
 by the contract gate, or published with a WARN check. Never half-written, never silently lost."""
 
 import datetime as dt
-import hashlib
-import json
 
 import dagster as dg
 import duckdb
 import pytest
 
-from platform_assets.simulator.deliver import deliver_day, manifest_path
+from deliveries import delivered_file
+from deliveries import redeliver as redeliver_as
+from platform_assets.simulator.deliver import deliver_day
 from platform_assets.sources.definitions import SOURCES
 from platform_assets.sources.raw_assets import DeliveryError, ingest
 
@@ -31,20 +31,12 @@ def warehouse(tmp_path, landing):
         yield connection
 
 
-def redeliver(landing, source, day, payload: bytes):
-    """The source system delivers `payload` as the day's file, with a manifest that lists it."""
-    path = landing / source.landing_path.format(date=day.isoformat())
-    path.write_bytes(payload)
-    manifest = json.loads(manifest_path(landing, day).read_text())
-    for entry in manifest["files"]:
-        if entry["source"] == source.name:
-            entry["sha256"] = hashlib.sha256(payload).hexdigest()
-    manifest_path(landing, day).write_text(json.dumps(manifest))
-    return path
+def redeliver(landing, source, day, payload: bytes, rows: int | None = None):
+    return redeliver_as(landing, source.name, day, payload, rows)
 
 
 def flights_csv(landing, day=DAY) -> str:
-    return (landing / f"flights/flights_{day}.csv").read_text()
+    return delivered_file(landing, "flights", day).read_text()
 
 
 def published_batches(warehouse):
@@ -90,7 +82,7 @@ def test_wrong_delimiter_is_refused_with_a_hint(warehouse, landing):
 
 def test_same_file_as_another_day_is_refused(warehouse, landing):
     ingest(warehouse, FLIGHTS, landing, DAY - dt.timedelta(days=1), DAY - dt.timedelta(days=1), "previous")
-    copy = (landing / f"flights/flights_{DAY - dt.timedelta(days=1)}.csv").read_bytes()
+    copy = delivered_file(landing, "flights", DAY - dt.timedelta(days=1)).read_bytes()
     redeliver(landing, FLIGHTS, DAY, copy)
     with pytest.raises(DeliveryError, match=r"identical to .*flights_2013-04-01.csv, already delivered for another day"):
         ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
@@ -104,7 +96,7 @@ def test_same_file_twice_for_its_day_republishes_the_same_version(warehouse, lan
 
 def test_file_dated_in_the_future_is_refused(warehouse, landing):
     future = dt.date.today() + dt.timedelta(days=3)
-    with pytest.raises(DeliveryError, match=f"dated {future}, in the future"):
+    with pytest.raises(DeliveryError, match=f"flights dated {future}, in the future"):
         ingest(warehouse, FLIGHTS, landing, future, future, "bad")
 
 
@@ -145,14 +137,15 @@ def test_the_dagster_gate_reports_failed_contracts_and_refused_files(tmp_path, m
     """In Dagster: a failed contract is a failed blocking check and the asset is not materialized; a
     refused file fails the step with the file named."""
     from platform_assets.resources import WarehouseResource
-    from platform_assets.sources.raw_assets import raw_assets
+    from platform_assets.sources.raw_assets import RAW_ASSETS
 
     monkeypatch.setenv("PLATFORM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "0")
     text = flights_csv(landing).replace("\n2013,4,2,", "\n2013,4,3,", 1)
     redeliver(landing, FLIGHTS, DAY, text.encode())
     redeliver(landing, SOURCES["weather"], DAY, b"")
     result = dg.materialize(
-        [raw_assets], partition_key=DAY.isoformat(), raise_on_error=False,
+        RAW_ASSETS, partition_key=DAY.isoformat(), raise_on_error=False,
         resources={"warehouse": WarehouseResource(path=str(tmp_path / "warehouse" / "warehouse.duckdb"))},
         selection=[dg.AssetKey(["raw", "flights"]), dg.AssetKey(["raw", "weather"]), dg.AssetKey(["raw", "planes"])],
     )

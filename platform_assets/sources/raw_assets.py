@@ -437,7 +437,7 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         if not deliveries:
             yield from _nothing_new(context, connection, source, key, raw_table, loaded)
             return
-        batch_id = f"{context.run_id}:{source.name}:{deliveries[0].data_date}:{deliveries[-1].data_date}"
+        batch_id = f"{context.run.run_id}:{source.name}:{deliveries[0].data_date}:{deliveries[-1].data_date}"
         inputs = [file_dataset(file.path, file.sha256) for delivery in deliveries for file in delivery.files]
         with lineage_run(context, key, inputs=inputs, outputs=[raw_table]) as lineage:
             try:

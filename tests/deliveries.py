@@ -1,0 +1,30 @@
+"""Deliveries as a source system makes them, for tests: a day's file of a source, re-delivered with a manifest
+that lists it."""
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+from platform_assets.sources.landing import manifest_path
+
+
+def delivered_file(landing: Path, source: str, day: dt.date) -> Path:
+    """The (first) file the source's manifest of `day` lists."""
+    manifest = json.loads(manifest_path(landing, source, day).read_text())
+    return landing / source / manifest["files"][0]["name"]
+
+
+def redeliver(landing: Path, source: str, day: dt.date, payload: bytes, rows: int | None = None) -> Path:
+    """The source system delivers `payload` as the day's file, with a manifest that lists it (its sha256, and
+    `rows` when given; otherwise the rows announced before)."""
+    manifest_file = manifest_path(landing, source, day)
+    manifest = json.loads(manifest_file.read_text())
+    entry = manifest["files"][0]
+    path = landing / source / entry["name"]
+    path.write_bytes(payload)
+    entry["sha256"] = hashlib.sha256(payload).hexdigest()
+    if rows is not None:
+        entry["rows"] = rows
+    manifest_file.write_text(json.dumps(manifest))
+    return path
