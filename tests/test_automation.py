@@ -3,7 +3,6 @@ is not readable yet, and alerts routed to owners through the alert log and a web
 
 import csv
 import datetime as dt
-import hashlib
 import json
 import threading
 import time
@@ -12,13 +11,15 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import dagster as dg
 import pytest
 
+from deliveries import delivered_file, redeliver
 from platform_assets.automation.alerts import owner_alert_sensor
 from platform_assets.automation.landing import landing_zone_sensor
 from platform_assets.definitions import defs
 from platform_assets.resources import build_resources
 from platform_assets.settings import load_settings
-from platform_assets.simulator.deliver import deliver_day, manifest_path
-from platform_assets.sources.raw_assets import raw_assets
+from platform_assets.simulator.deliver import deliver_day
+from platform_assets.sources.landing import manifest_path
+from platform_assets.sources.raw_assets import RAW_ASSETS, RAW_KEYS
 
 DAY = dt.date(2013, 3, 4)
 
@@ -38,40 +39,77 @@ def evaluate(sensor, instance, cursor=None):
     return requests, context.cursor, result
 
 
-def test_a_complete_delivery_gives_exactly_one_run_request(data_dir, instance):
+def by_source(requests) -> dict[str, dg.RunRequest]:
+    return {request.tags["platform/source"]: request for request in requests}
+
+
+def test_a_complete_delivery_gives_exactly_one_run_request_per_source(data_dir, instance):
     landing = load_settings().landing_dir
     deliver_day(landing, DAY)
     requests, cursor, _ = evaluate(landing_zone_sensor, instance)
-    assert [(r.partition_key, r.run_key.split(":")[:2]) for r in requests] == [(DAY.isoformat(), ["landing", str(DAY)])]
-    assert set(requests[0].asset_selection or raw_assets.keys) == set(raw_assets.keys)
+    requested = by_source(requests)
+    assert set(requested) == {"flights", "weather", "bookings", "planes", "airports", "airlines"}
+    for name, request in requested.items():
+        assert request.asset_selection == [dg.AssetKey(["raw", name])]
+        assert request.partition_key == (None if name in ("planes", "airports", "airlines") else DAY.isoformat())
+        assert request.run_key.split(":")[:3] == ["landing", name, str(DAY)]
 
     again, cursor, _ = evaluate(landing_zone_sensor, instance, cursor)
     assert again == [], "the same delivery must not start a second run"
 
-    deliver_day(landing, DAY, scale=2)  # a re-delivery of the day is a new delivery
+    deliver_day(landing, DAY, scale=2)  # a re-delivery of the day's bookings is a new delivery of bookings only
     redelivered, _, _ = evaluate(landing_zone_sensor, instance, cursor)
-    assert [r.partition_key for r in redelivered] == [DAY.isoformat()]
-    assert redelivered[0].run_key != requests[0].run_key
+    assert [(r.tags["platform/source"], r.partition_key) for r in redelivered] == [("bookings", DAY.isoformat())]
+    assert redelivered[0].run_key != requested["bookings"].run_key
 
 
-def test_an_incomplete_delivery_gives_none(data_dir, instance):
+def test_an_incomplete_delivery_waits_and_holds_back_only_its_source(data_dir, instance):
     landing = load_settings().landing_dir
     deliver_day(landing, DAY)
-    manifest = manifest_path(landing, DAY)
-    listed = json.loads(manifest.read_text())["files"]
-    (landing / listed[0]["path"]).unlink()  # the manifest lists a file that has not arrived
+    listed = json.loads(manifest_path(landing, "weather", DAY).read_text())["files"]
+    (landing / "weather" / listed[0]["name"]).unlink()  # the manifest lists a file that has not arrived
     requests, cursor, result = evaluate(landing_zone_sensor, instance)
-    assert requests == [] and "waiting for" in result.skip_message
+    assert "weather" not in by_source(requests) and "flights" in by_source(requests)
 
-    manifest.unlink()  # files without a manifest: the delivery is still being written
+    manifest_path(landing, "flights", DAY + dt.timedelta(days=1)).parent.mkdir(parents=True, exist_ok=True)
     deliver_day(landing, DAY + dt.timedelta(days=1))
-    manifest_path(landing, DAY + dt.timedelta(days=1)).unlink()
+    manifest_path(landing, "flights", DAY + dt.timedelta(days=1)).unlink()  # files without their manifest
     requests, _, result = evaluate(landing_zone_sensor, instance, cursor)
-    assert requests == [] and result.skip_message == "no new complete delivery"
+    assert sorted(r.tags["platform/source"] for r in requests) == ["bookings", "weather"]
+
+
+def test_bad_manifests_start_a_run_that_refuses_them_and_never_stop_the_sensor(data_dir, instance, monkeypatch):
+    """A manifest that is not JSON, or `{}`, is that delivery's problem: its run refuses it naming the manifest,
+    every other delivery is requested and ingested, and a stray name is ignored."""
+    monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "0")
+    landing = load_settings().landing_dir
+    deliver_day(landing, DAY)
+    manifest_path(landing, "weather", DAY).write_text("{not json")
+    manifest_path(landing, "bookings", DAY).write_text("{}")
+    stray = manifest_path(landing, "flights", DAY).with_name(f"manifest_{DAY} (copy).json")
+    stray.write_bytes(manifest_path(landing, "flights", DAY).read_bytes())
+    requests, cursor, _ = evaluate(landing_zone_sensor, instance)
+    assert {(r.tags["platform/source"], r.partition_key) for r in requests} >= {
+        ("weather", str(DAY)), ("bookings", str(DAY)), ("flights", str(DAY))}
+    assert all(r.partition_key in (None, str(DAY)) for r in requests), "no partition named after a stray file"
+
+    result = materialize_raw(instance, DAY)
+    assert not result.success
+    materialized = {e.asset_key.path[1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"flights", "planes", "airports", "airlines"}
+    refused = {e.asset_key.path[1]: e.metadata["refused"].value for e in result.get_asset_check_evaluations()
+               if not e.passed and e.check_name == "contract"}
+    assert "manifest_2013-03-04.json: not valid JSON" in refused["weather"]
+    assert "manifest_2013-03-04.json: lacks source, data_date, files" in refused["bookings"]
+
+    deliver_day(landing, DAY + dt.timedelta(days=1))  # the next good delivery is still requested
+    following, _, _ = evaluate(landing_zone_sensor, instance, cursor)
+    assert {r.tags["platform/source"] for r in following if r.partition_key == str(DAY + dt.timedelta(days=1))} \
+        == {"flights", "weather", "bookings"}
 
 
 def materialize_raw(instance, day):
-    return dg.materialize([raw_assets], partition_key=day.isoformat(), instance=instance,
+    return dg.materialize(RAW_ASSETS, partition_key=day.isoformat(), instance=instance,
                           resources=build_resources(), raise_on_error=False)
 
 
@@ -79,26 +117,30 @@ def test_a_day_ingested_after_its_delivery_is_not_requested_again(data_dir, inst
     deliver_day(load_settings().landing_dir, DAY)
     assert materialize_raw(instance, DAY).success
     requests, cursor, _ = evaluate(landing_zone_sensor, instance)
-    assert requests == [] and str(DAY) in json.loads(cursor)
+    assert requests == [] and str(DAY) in json.loads(cursor)["flights"]
 
 
-def test_a_delivery_arriving_during_retries_is_ingested(data_dir, instance, monkeypatch):
+def _waits(instance) -> bool:
+    runs = instance.get_runs(limit=1)
+    return bool(runs) and any("not delivered yet, waiting" in (entry.user_message or "")
+                              for entry in instance.all_logs(runs[0].run_id))
+
+
+def test_a_delivery_arriving_while_the_step_waits_is_ingested(data_dir, instance, monkeypatch):
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRY_SECONDS", "2")
     landing = load_settings().landing_dir
 
     def deliver_once_the_step_waits():
-        while True:
-            runs = instance.get_runs(limit=1)
-            if runs and instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY):
-                return deliver_day(landing, DAY)
+        while not _waits(instance):
             time.sleep(0.2)
+        deliver_day(landing, DAY)
 
     late = threading.Thread(target=deliver_once_the_step_waits, daemon=True)
     late.start()
     result = materialize_raw(instance, DAY)
     late.join(5)
-    assert result.success
-    assert [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert result.success and _waits(instance)
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == set(RAW_KEYS)
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -128,10 +170,8 @@ def test_failures_alert_the_owners_of_the_affected_datasets(data_dir, instance, 
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "0")
     landing = load_settings().landing_dir
     deliver_day(landing, DAY)
-    manifest = json.loads(manifest_path(landing, DAY).read_text())
-    flights = landing / next(f["path"] for f in manifest["files"] if f["source"] == "flights")
-    flights.write_bytes(b"")  # refused: the run fails
-    bookings = landing / next(f["path"] for f in manifest["files"] if f["source"] == "bookings")
+    redeliver(landing, "flights", DAY, b"")  # refused: the run fails
+    bookings = delivered_file(landing, "bookings", DAY)
     with bookings.open(newline="") as file:
         rows = list(csv.DictReader(file))
     rows[0]["fare_usd"] = "not-a-number"  # a changed type: not published by the blocking contract check
@@ -139,9 +179,7 @@ def test_failures_alert_the_owners_of_the_affected_datasets(data_dir, instance, 
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    for entry in manifest["files"]:  # the manifest matches what was delivered: bad files, not torn ones
-        entry["sha256"] = hashlib.sha256((landing / entry["path"]).read_bytes()).hexdigest()
-    manifest_path(landing, DAY).write_text(json.dumps(manifest))
+    redeliver(landing, "bookings", DAY, bookings.read_bytes())  # the manifest matches: a bad file, not a torn one
 
     run = materialize_raw(instance, DAY)
     assert not run.success
@@ -170,11 +208,11 @@ def test_retries_running_out_alert_the_owners(data_dir, instance, monkeypatch):
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "1")
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRY_SECONDS", "0.5")
     run = materialize_raw(instance, DAY)  # never delivered
-    assert not run.success
-    assert [e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert not run.success and _waits(instance)
     evaluate(owner_alert_sensor, instance)
     alerts = [json.loads(line) for line in load_settings().alert_log.read_text().splitlines()]
-    failed = {a["dataset"]: a for a in alerts if a["kind"] == "run_failed"}
-    assert set(failed) == {key.to_user_string() for key in raw_assets.keys}
+    failed = {a["dataset"]: a for a in alerts if a["kind"] == "check_failed"}
+    assert set(failed) == {key.to_user_string() for key in RAW_KEYS}
+    assert {a["dataset"] for a in alerts if a["kind"] == "run_failed"} == set(failed)
     assert failed["raw/bookings"]["on_call"] == "passenger-data-oncall@example.com"
-    assert "incomplete" in failed["raw/bookings"]["message"]
+    assert "not delivered yet" in failed["raw/bookings"]["message"]

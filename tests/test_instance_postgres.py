@@ -67,16 +67,18 @@ def test_runs_sensors_and_alerts_on_postgres_storage(data_dir, postgres_url, mon
     from platform_assets.automation.alerts import owner_alert_sensor
     from platform_assets.automation.landing import landing_zone_sensor
     from platform_assets.definitions import defs
-    from platform_assets.sources.raw_assets import raw_assets
+    from platform_assets.sources.raw_assets import RAW_ASSETS
 
     deliver_day(settings.landing_dir, DAY)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         context = dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
         requests = landing_zone_sensor(context).run_requests
-        assert [r.partition_key for r in requests] == [DAY.isoformat()]
+        assert sorted((r.tags["platform/source"], r.partition_key) for r in requests) == sorted(
+            (name, None if name in ("planes", "airports", "airlines") else DAY.isoformat())
+            for name in ("flights", "weather", "bookings", "planes", "airports", "airlines"))
 
-        result = dg.materialize([raw_assets], partition_key=DAY.isoformat(), instance=instance,
+        result = dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), instance=instance,
                                 resources=build_resources())
         assert result.success
         context = dg.build_sensor_context(instance=instance, cursor=context.cursor,

@@ -53,9 +53,9 @@ def delivered(data_dir):
 
 def _materialize_raw(settings) -> dg.ExecuteInProcessResult:
     from platform_assets.resources import WarehouseResource
-    from platform_assets.sources.raw_assets import raw_assets
+    from platform_assets.sources.raw_assets import RAW_ASSETS
 
-    return dg.materialize([raw_assets], partition_key=DAY.isoformat(), raise_on_error=False,
+    return dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), raise_on_error=False,
                           resources={"warehouse": WarehouseResource(path=str(settings.warehouse_path))})
 
 
@@ -115,16 +115,14 @@ def test_a_failing_endpoint_is_tried_once_and_the_run_goes_on(delivered, openlin
 
 
 def test_refused_and_unpublished_deliveries_end_in_fail_with_the_reason(delivered, monkeypatch):
-    from test_bad_deliveries import redeliver
+    from deliveries import delivered_file, redeliver
 
     monkeypatch.setenv("PLATFORM_DELIVERY_RETRIES", "0")  # the missing file fails at once (retries: test_automation)
 
-    from platform_assets.sources.definitions import SOURCES
-
     landing = delivered.landing_dir
-    (landing / SOURCES["weather"].landing_path.format(date=DAY.isoformat())).unlink()
-    flights = (landing / f"flights/flights_{DAY}.csv").read_text()
-    redeliver(landing, SOURCES["flights"], DAY, flights.replace("\n2013,2,4,", "\n2013,2,5,", 1).encode())
+    delivered_file(landing, "weather", DAY).unlink()
+    flights = delivered_file(landing, "flights", DAY).read_text()
+    redeliver(landing, "flights", DAY, flights.replace("\n2013,2,4,", "\n2013,2,5,", 1).encode())
 
     result = _materialize_raw(delivered)
 
@@ -135,7 +133,8 @@ def test_refused_and_unpublished_deliveries_end_in_fail_with_the_reason(delivere
     assert ends["raw/planes"]["eventType"] == "COMPLETE"
     weather = ends["raw/weather"]
     assert weather["eventType"] == "FAIL"
-    assert "missing from the landing zone" in weather["run"]["facets"]["errorMessage"]["message"]
+    assert "listed in the manifest but not (yet) in the landing zone" in \
+        weather["run"]["facets"]["errorMessage"]["message"]
     flights_end = ends["raw/flights"]
     assert flights_end["eventType"] == "FAIL"
     message = flights_end["run"]["facets"]["errorMessage"]["message"]

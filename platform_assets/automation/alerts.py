@@ -48,21 +48,24 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
             continue
         dataset = evaluation.asset_key.to_user_string()
+        refused = evaluation.metadata.get("refused")
+        message = f"check {evaluation.check_name} failed on {dataset}" + (f": {refused.value}" if refused else "")
         alerts.append(route(dataset, kind="check_failed", check=evaluation.check_name, severity="ERROR",
                             blocking=evaluation.blocking, partition=evaluation.partition or run.tags.get(
-                                "dagster/partition"), message=f"check {evaluation.check_name} failed on {dataset}",
-                            **common))
+                                "dagster/partition"), message=message[:2000], **common))
     if run.status != dg.DagsterRunStatus.FAILURE:
         return alerts
     failures = [event for event in events if event.is_step_failure]
     updated = {event.asset_key.to_user_string() for event in events if event.is_step_materialization}
     targeted = {key.to_user_string() for key in run.asset_selection or []}
-    affected = _step_assets(repository, {event.step_key for event in failures})
-    affected = (affected & targeted if targeted else affected) - updated
-    message = failures[0].step_failure_data.error.message.strip() if failures else "the run failed before its steps"
-    for dataset in sorted(affected):
-        alerts.append(route(dataset, kind="run_failed", message=message[:2000],
-                            partition=run.tags.get("dagster/partition"), **common))
+    for failure in failures or [None]:
+        affected = _step_assets(repository, {event.step_key for event in failures} if failure is None
+                                else {failure.step_key})
+        affected = (affected & targeted if targeted else affected) - updated
+        message = failure.step_failure_data.error.message.strip() if failure else "the run failed before its steps"
+        for dataset in sorted(affected):
+            alerts.append(route(dataset, kind="run_failed", message=message[:2000],
+                                partition=run.tags.get("dagster/partition"), **common))
     return alerts
 
 

@@ -34,9 +34,8 @@ from platform_assets.ml.model import (  # noqa: E402
     FEATURES, LABEL, as_model_input, build_pipeline, evaluate, split_by_time,
 )
 from platform_assets.settings import DBT_PROJECT_DIR  # noqa: E402
-from platform_assets.sources.definitions import (  # noqa: E402
-    LANDING_FILE_COLUMN, SOURCES, landing_file, reader_sql,
-)
+from platform_assets.sources.definitions import LANDING_FILE_COLUMN, SOURCES, reader_sql  # noqa: E402
+from platform_assets.sources.landing import delivered_manifests, read_manifest  # noqa: E402
 
 def ingest(connection: duckdb.DuckDBPyConnection, landing: Path, days: list[dt.date]) -> dict[str, float]:
     """Each source's files of the period in one read (the platform's reader), with the same lineage columns
@@ -45,7 +44,10 @@ def ingest(connection: duckdb.DuckDBPyConnection, landing: Path, days: list[dt.d
     connection.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for source in SOURCES.values():
         started = time.perf_counter()
-        paths = [str(landing_file(landing, source, day)) for day in days]
+        manifests = delivered_manifests(landing, source.name)[0]
+        delivered = [(day, str(file.path)) for day in (sorted(manifests) if source.snapshot else days)
+                     if day in manifests for file in read_manifest(landing, source.name, day).files]
+        file_days, paths = [day for day, _ in delivered], [path for _, path in delivered]
         connection.execute(
             f"""
             CREATE TABLE raw.{source.name} AS
@@ -57,7 +59,7 @@ def ingest(connection: duckdb.DuckDBPyConnection, landing: Path, days: list[dt.d
             JOIN (SELECT unnest($paths) AS path, CAST(unnest($days) AS DATE) AS day) AS files
                 ON delivered.{LANDING_FILE_COLUMN} = files.path
             """,
-            {"paths": paths, "days": days},
+            {"paths": paths, "days": file_days},
         )
         seconds[source.name] = time.perf_counter() - started
     return seconds

@@ -114,8 +114,8 @@ def deliver_day(
         if name in REFERENCE_SOURCES and _latest_snapshot_digest(landing_dir, name, day) == _digest(payload):
             continue  # unchanged: the snapshot delivered before stays in use
         file_name = f"{name}_{day.isoformat()}.{EXTENSIONS[source.format]}"
-        manifests[name] = write_delivery(landing_dir, name, day, {file_name: (payload, table.num_rows)},
-                                         extra={"seed": seed, "scale": scale})
+        generator = {"seed": seed, "scale": scale} if name == "bookings" else None  # the synthetic source
+        manifests[name] = write_delivery(landing_dir, name, day, {file_name: (payload, table.num_rows)}, generator)
     return manifests
 
 

@@ -413,6 +413,15 @@ def _refusal(key: dg.AssetKey, error: DeliveryError) -> dg.AssetCheckResult:
                                severity=dg.AssetCheckSeverity.ERROR, metadata={"refused": str(error)})
 
 
+def _refused(context: dg.AssetExecutionContext, source: SourceDefinition, key: dg.AssetKey,
+             error: DeliveryError) -> Iterator:
+    """A delivery refused before any of it was read: the failed contract check, as a failed lineage run."""
+    context.log.error(f"raw.{source.name}: refused: {error}")
+    raw_table = table_dataset(f"raw.{source.name}", version_from="published_version")
+    with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
+        yield from lineage.observe([_refusal(key, error)])
+
+
 def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource, source: SourceDefinition,
                  key: dg.AssetKey, window: tuple[dt.date, dt.date] | None) -> Iterator:
     """Plan, verify and publish one source's deliveries for the run, as one lineage run. Raises
@@ -426,10 +435,8 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             deliveries = planned_deliveries(landing_dir, source, *(window or (None, None)), loaded=loaded)
         except DeliveryNotYetComplete:
             raise
-        except DeliveryError as error:  # a bad manifest, file or date: refused, as a failed lineage run
-            context.log.error(f"raw.{source.name}: refused: {error}")
-            with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
-                yield from lineage.observe([_refusal(key, error)])
+        except DeliveryError as error:  # a bad manifest, file or date
+            yield from _refused(context, source, key, error)
             raise
         if unlisted := unlisted_files(landing_dir, source.name):
             context.log.warning(f"raw.{source.name}: {len(unlisted)} file(s) in {landing_dir / source.name} that no "
@@ -501,8 +508,7 @@ def _ingest_selected(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         context.log.warning(f"not delivered yet, waiting {wait:.0f} s: " + "; ".join(str(e) for _, e in waiting[:5]))
         time.sleep(wait)
     for key, error in waiting:
-        context.log.error(f"raw.{source_by_key[key].name}: {error}")
-        yield _refusal(key, error)
+        yield from _refused(context, source_by_key[key], key, error)
         refused.append(str(error))
     if refused:
         raise dg.Failure(description="Not published (every other selected source was):\n" + "\n".join(refused))
