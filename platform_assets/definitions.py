@@ -1,5 +1,7 @@
 """The one place that assembles the platform's Definitions and applies global policy."""
 
+import functools
+import operator
 import warnings
 
 import dagster as dg
@@ -28,16 +30,25 @@ from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
 # (this data is 2013's), and a retrained model does not re-score history. A new reference snapshot applies
 # to the days built after it (it does not rebuild history), and what reads an irregular source does not wait
 # for days it delivers nothing; a snapshot must exist before what reads it is built.
-def _raw_keys(cadences: tuple[str, ...]) -> dg.AssetSelection:
-    return dg.AssetSelection.assets(*[dg.AssetKey(["raw", s.name]) for s in SOURCES.values() if s.cadence in cadences])
+def _raw_keys(cadences: tuple[str, ...]) -> list[dg.AssetKey]:
+    return [dg.AssetKey(["raw", s.name]) for s in SOURCES.values() if s.cadence in cadences]
 
 
 FOLLOW_UPSTREAM = (
     dg.AutomationCondition.eager()
     .without(dg.AutomationCondition.in_latest_time_window())
-    .ignore(dg.AssetSelection.assets(delay_model) | _raw_keys(("snapshot", "irregular")))
-    & ~dg.AutomationCondition.any_deps_missing().ignore(_raw_keys(("irregular",)))
+    .ignore(dg.AssetSelection.assets(delay_model, *_raw_keys(("snapshot", "irregular"))))
+    & ~dg.AutomationCondition.any_deps_missing().ignore(dg.AssetSelection.assets(*_raw_keys(("irregular",))))
 ).with_label("follows its inputs, day by day")
+
+# A day's partition of what reads only snapshots or irregular sources (the staging of a reference register)
+# has no daily input to follow: it is built for each day a daily source delivers.
+_DAY_DELIVERED = [dg.AutomationCondition.asset_matches(key, dg.AutomationCondition.newly_updated())
+                  for key in _raw_keys(("daily",))]
+FOLLOW_THE_DAY = (FOLLOW_UPSTREAM | (
+    dg.AutomationCondition.missing() & functools.reduce(operator.or_, _DAY_DELIVERED)
+    & ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.in_progress()
+)).with_label("follows its inputs, and each day a daily source delivers") if _DAY_DELIVERED else FOLLOW_UPSTREAM
 
 
 def _platform_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
@@ -46,7 +57,9 @@ def _platform_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
     spec = with_catalog_attributes(spec)
     if spec.partitions_def is None or spec.group_name == "raw":
         return spec
-    return spec.replace_attributes(automation_condition=FOLLOW_UPSTREAM)
+    not_daily = set(_raw_keys(("snapshot", "irregular")))
+    reads_no_daily_input = bool(spec.deps) and all(dep.asset_key in not_daily for dep in spec.deps)
+    return spec.replace_attributes(automation_condition=FOLLOW_THE_DAY if reads_no_daily_input else FOLLOW_UPSTREAM)
 
 
 # Dagster creates a default automation sensor that starts switched off; this one is on from the start, so

@@ -13,6 +13,8 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from platform_assets.progress import follow_run
+from platform_assets.settings import load_settings
+from platform_assets.sources.landing import delivered_manifests
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Before the first step, Dagster records a planned-materialization event per asset AND partition (on sqlite
@@ -57,6 +59,12 @@ def unpublished_sources(result: dg.ExecuteInProcessResult, raw_keys: Sequence[dg
     return {key: reasons.get(key, "not materialized") for key in raw_keys if key not in materialized}
 
 
+def _readers(graph, sources: dict[dg.AssetKey, str], selected: set[dg.AssetKey]) -> dict[dg.AssetKey, set]:
+    """Each source's downstream assets among `selected`."""
+    return {source: (dg.AssetSelection.assets(source).downstream().resolve(graph) - {source}) & selected
+            for source in sources}
+
+
 def materialize_range(
     instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date, show_progress: bool = True,
     assets: Sequence[dg.AssetKey] | None = None,
@@ -71,6 +79,13 @@ def materialize_range(
     job = definitions.resolve_job_def("materialize_all")
     graph = definitions.resolve_asset_graph()
     selected = set(assets) if assets is not None else set(graph.get_all_asset_keys())
+    # A source that has never delivered anything (a source being onboarded, one the demo does not simulate) is
+    # left out with what reads it, and said so, instead of being waited for and refused.
+    landing_dir = load_settings().landing_dir
+    never = {key: f"nothing delivered yet in {landing_dir / key.path[1]}/" for key in selected
+             if key.path[0] == "raw" and graph.has(key) and not delivered_manifests(landing_dir, key.path[1])[0]}
+    left_out = _readers(graph, never, selected)
+    selected -= set(never) | set().union(*left_out.values())
     raw_keys = [key for key in selected if key.path[0] == "raw" and graph.has(key)]
     finished = threading.Event()
     follower = threading.Thread(target=follow_run, args=(instance, time.time() - 1, finished), daemon=True)
@@ -81,15 +96,14 @@ def materialize_range(
     tags = {ASSET_PARTITION_RANGE_START_TAG: first_day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last_day.isoformat()}
     try:
         result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False,
-                                        asset_selection=assets)
+                                        asset_selection=assets if not never else list(selected))
         run = RangeRun([result])
         unpublished = unpublished_sources(result, raw_keys) if not result.success else {}
+        readers = _readers(graph, unpublished, selected)
+        run.unpublished = {source.to_user_string(): reason for source, reason in (never | unpublished).items()}
+        run.held_back = {source.to_user_string(): sorted(key.to_user_string() for key in keys)
+                         for source, keys in (left_out | readers).items()}
         if unpublished:
-            readers = {source: (dg.AssetSelection.assets(source).downstream().resolve(graph) - {source}) & selected
-                       for source in unpublished}
-            run.unpublished = {source.to_user_string(): reason for source, reason in unpublished.items()}
-            run.held_back = {source.to_user_string(): sorted(key.to_user_string() for key in keys)
-                             for source, keys in readers.items()}
             rest = list(selected - set(raw_keys) - set().union(*readers.values()))
             if rest:
                 run.results.append(job.execute_in_process(

@@ -60,12 +60,15 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
             daemon.wait(30)
             log.close()
         runs = instance.get_runs()
-        summary = [(r.tags.get("platform/trigger"), r.tags.get("dagster/partition"), r.status.value) for r in runs]
+        summary = [(r.tags.get("platform/trigger"), r.tags.get("dagster/partition"), r.status.value,
+                    [e.dagster_event.step_failure_data.error.message[:600] for e in instance.all_logs(
+                        r.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]) for r in runs]
         assert materialized(instance, "ml/flight_delay_predictions", REPLAYED), (
             f"runs: {summary}\n{(tmp_path / 'daemon.log').read_text()[-3000:]}")
         replay_runs = [r for r in runs if r.tags.get("dagster/partition") == REPLAYED]
         sensor_runs = [r for r in replay_runs if r.tags.get("platform/trigger") == "landing_zone_sensor"]
-        assert len(sensor_runs) == 1 and sensor_runs[0].status == dg.DagsterRunStatus.SUCCESS
+        assert sorted(r.tags["platform/source"] for r in sensor_runs) == ["bookings", "flights", "weather"], summary
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in sensor_runs), summary
         assert [r for r in replay_runs if r.tags.get("platform/trigger") == "downstream_automation"], summary
         for key in ("raw/bookings", "staging/stg_flights__flights", "marts/bookings", "marts/flight_features"):
             assert materialized(instance, key, REPLAYED), key

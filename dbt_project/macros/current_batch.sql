@@ -21,7 +21,7 @@
 
 
 {#
-  Reference tables (planes, airports, airlines) arrive as a full snapshot every day. Select the
+  Reference tables (planes, airports, airlines) arrive as a full snapshot when they change. Select the
   latest snapshot delivered on or before end_date (falling back to the earliest snapshot when the
   run range precedes every delivery), and within it the latest batch.
 #}

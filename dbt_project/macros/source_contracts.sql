@@ -87,7 +87,7 @@
 {% endraw %}{%- endset -%}
 {%- set contracts = fromjson(contracts) -%}
 {%- if source_name not in contracts -%}
-  {{ exceptions.raise_compiler_error('source_contract: no source ' ~ source_name ~ ' in sources.yml') }}
+  {{ exceptions.raise_compiler_error('source_contract: no source ' ~ source_name ~ ' in the generated contracts; if sources.yml has it, regenerate them: python -m platform_assets.sources.dbt_contract') }}
 {%- endif -%}
 {{ return(contracts[source_name]) }}
 {% endmacro %}

@@ -39,7 +39,7 @@ def contracts_macro(sources: dict[str, SourceDefinition]) -> str:
     return (HEADER + "{% macro source_contract(source_name) %}\n{%- set contracts -%}{% raw %}\n" + contracts
             + "\n{% endraw %}{%- endset -%}\n{%- set contracts = fromjson(contracts) -%}\n"
             "{%- if source_name not in contracts -%}\n"
-            "  {{ exceptions.raise_compiler_error('source_contract: no source ' ~ source_name ~ ' in sources.yml') }}\n"
+            "  {{ exceptions.raise_compiler_error('source_contract: no source ' ~ source_name ~ ' in the generated contracts; if sources.yml has it, regenerate them: python -m platform_assets.sources.dbt_contract') }}\n"
             "{%- endif -%}\n{{ return(contracts[source_name]) }}\n{% endmacro %}\n")
 
 

@@ -6,6 +6,10 @@
     )
 }}
 
+-- The day's published bookings are checked against the day's flights (bookings__flight_exists), so the
+-- flights mart of the day is built first, in any run and by automation:
+-- depends_on: {{ ref('flights') }}
+
 with
 
 validated as (
