@@ -163,7 +163,37 @@ def test_rows_dated_after_their_delivery_are_not_published(warehouse, landing):
     batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
     assert not batch.published
     assert [(v.rule.kind, v.rows) for v in batch.blocking] == [("row_date", 5)]
+    # each example shows the row's own date, not the delivery's alone
+    assert batch.blocking[0].examples[0] == "row dated 2013-04-03, delivered 2013-04-02 (flights_2013-04-02.csv row 1)"
     assert published_batches(warehouse) == [("good",)]
+
+
+def test_a_flight_delivered_on_two_days_is_not_published_and_both_files_are_named(warehouse, landing):
+    previous = DAY - dt.timedelta(days=1)
+    ingest(warehouse, FLIGHTS, landing, previous, previous, "previous")
+    earlier = flights_csv(landing, previous).splitlines()[7]  # data row 7 of the day before
+    text = flights_csv(landing).rstrip("\n") + "\n" + earlier + "\n"
+    redeliver(landing, FLIGHTS, DAY, text.encode())
+    repeated_row = len(text.splitlines()) - 1
+    fields = [value.strip('"') for value in earlier.split(",")]
+    key = f"({', '.join(fields[i] for i in (0, 1, 2, 9, 10, 12))})"  # year, month, day, carrier, flight, origin
+    expected = f"{key} in flights_{previous}.csv row 7 and flights_{DAY}.csv row {repeated_row}"
+    for first_day in (DAY, previous):  # against the published day, and both days in one run
+        batch = ingest(warehouse, FLIGHTS, landing, first_day, DAY, "bad")
+        assert not batch.published
+        [violation] = batch.blocking
+        assert violation.rule.kind == "key_across_days" and violation.examples == [expected]
+        assert violation.rows == (1 if first_day == DAY else 2)
+    assert sorted(published_batches(warehouse)) == [("good",), ("previous",)]
+
+
+def test_within_day_duplicates_name_the_file_and_rows(warehouse, landing):
+    lines = flights_csv(landing).splitlines()
+    redeliver(landing, FLIGHTS, DAY, "\n".join(lines + [lines[3]]).encode())
+    batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+    [violation] = batch.blocking
+    assert violation.rule.kind == "key" and violation.rows == 1
+    assert violation.examples[0].endswith(f"twice in flights_{DAY}.csv (rows 3 and {len(lines)})")
 
 
 def test_changed_type_fails_the_gate_and_keeps_the_last_good_version(warehouse, landing):
