@@ -2,9 +2,14 @@
 by the contract gate, or published with a WARN check. Never half-written, never silently lost."""
 
 import datetime as dt
+import gzip
+import io
+import zipfile
 
 import dagster as dg
 import duckdb
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 
 from deliveries import delivered_file
@@ -12,6 +17,7 @@ from deliveries import redeliver as redeliver_as
 from platform_assets.simulator.deliver import deliver_day
 from platform_assets.sources.definitions import SOURCES
 from platform_assets.sources.raw_assets import DeliveryError, ingest
+from platform_assets.sources.read_errors import MESSAGE_LIMIT
 
 DAY = dt.date(2013, 4, 2)
 FLIGHTS = SOURCES["flights"]
@@ -43,11 +49,13 @@ def published_batches(warehouse):
     return warehouse.execute("SELECT DISTINCT _batch_id FROM raw.flights").fetchall()
 
 
-def refused(warehouse, landing, payload, match):
+def refused(warehouse, landing, payload, match) -> str:
     redeliver(landing, FLIGHTS, DAY, payload)
-    with pytest.raises(DeliveryError, match=match):
+    with pytest.raises(DeliveryError, match=match) as error:
         ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
     assert published_batches(warehouse) == [("good",)], "the previous version must stay published"
+    assert len(str(error.value)) <= MESSAGE_LIMIT
+    return str(error.value)
 
 
 def test_empty_file_is_refused(warehouse, landing):
@@ -60,9 +68,50 @@ def test_truncated_csv_is_refused(warehouse, landing):
             r"flights_2013-04-02.csv: cannot be read as csv")
 
 
-def test_wrong_encoding_is_refused(warehouse, landing):
+def test_wrong_encoding_is_refused_with_the_engine_s_reason_and_the_first_bad_byte(warehouse, landing):
     text = flights_csv(landing).replace('"UA"', '"ÜA"')
-    refused(warehouse, landing, text.encode("latin-1"), r"flights_2013-04-02.csv: cannot be read as csv")
+    line = next(number for number, row in enumerate(text.splitlines(), 1) if '"ÜA"' in row)
+    message = refused(warehouse, landing, text.encode("latin-1"), r"flights_2013-04-02.csv: cannot be read as csv: ")
+    assert "This file is not utf-8 encoded" in message
+    assert f"the first byte that is not UTF-8 is 0xdc at line {line}, byte " in message
+
+
+def test_a_50_mb_line_is_refused_with_a_short_message_that_keeps_the_reason(warehouse, landing):
+    lines = flights_csv(landing).splitlines()
+    message = refused(warehouse, landing, "\n".join(lines[:5] + ["x" * 50_000_000]).encode(),
+                      r"flights_2013-04-02.csv: cannot be read as csv: ")
+    assert "Maximum line size of" in message and "bytes exceeded" in message
+    assert "xxx… (10,000+ characters)" in message and len(message) < 600
+
+
+def test_a_gzip_file_named_csv_is_named_as_gzip_and_gets_no_delimiter_hint(warehouse, landing):
+    # Its first "line" is 1f 8b 08 00 09: a tab and no ',', which once earned a wrong-delimiter hint.
+    payload = gzip.compress(flights_csv(landing).encode(), mtime=0x0A09)
+    message = refused(warehouse, landing, payload,
+                      r"flights_2013-04-02.csv: cannot be read as csv: a gzip file \(it starts with 1f 8b\) named "
+                      r"\.csv: deliver it uncompressed, or name it \.csv\.gz")
+    assert "delimiter" not in message
+
+
+def test_a_zip_archive_named_csv_is_named(warehouse, landing):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"flights_{DAY}.csv", flights_csv(landing))
+    refused(warehouse, landing, buffer.getvalue(),
+            r"flights_2013-04-02.csv: cannot be read as csv: a zip archive \(it starts with 50 4b 03 04\) named \.csv")
+
+
+def test_a_parquet_file_named_csv_is_named(warehouse, landing):
+    buffer = io.BytesIO()
+    pq.write_table(pacsv.read_csv(io.BytesIO(flights_csv(landing).encode())), buffer)
+    refused(warehouse, landing, buffer.getvalue(),
+            r"flights_2013-04-02.csv: cannot be read as csv: a Parquet file \(it starts with PAR1\) named \.csv: "
+            r"the contract says csv")
+
+
+def test_utf16_text_is_refused_by_its_byte_order_mark(warehouse, landing):
+    refused(warehouse, landing, flights_csv(landing).encode("utf-16"),
+            r"flights_2013-04-02.csv: cannot be read as csv: UTF-16 text \(byte order mark ff fe\)")
 
 
 def test_missing_column_is_refused(warehouse, landing):
@@ -106,7 +155,37 @@ def test_rows_dated_after_their_delivery_are_not_published(warehouse, landing):
     batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
     assert not batch.published
     assert [(v.rule.kind, v.rows) for v in batch.blocking] == [("row_date", 5)]
+    # each example shows the row's own date, not the delivery's alone
+    assert batch.blocking[0].examples[0] == "row dated 2013-04-03, delivered 2013-04-02 (flights_2013-04-02.csv row 1)"
     assert published_batches(warehouse) == [("good",)]
+
+
+def test_a_flight_delivered_on_two_days_is_not_published_and_both_files_are_named(warehouse, landing):
+    previous = DAY - dt.timedelta(days=1)
+    ingest(warehouse, FLIGHTS, landing, previous, previous, "previous")
+    earlier = flights_csv(landing, previous).splitlines()[7]  # data row 7 of the day before
+    text = flights_csv(landing).rstrip("\n") + "\n" + earlier + "\n"
+    redeliver(landing, FLIGHTS, DAY, text.encode(), rows=len(text.splitlines()) - 1)
+    repeated_row = len(text.splitlines()) - 1
+    fields = [value.strip('"') for value in earlier.split(",")]
+    key = f"({', '.join(fields[i] for i in (0, 1, 2, 9, 10, 12))})"  # year, month, day, carrier, flight, origin
+    expected = f"{key} in flights_{previous}.csv row 7 and flights_{DAY}.csv row {repeated_row}"
+    for first_day in (DAY, previous):  # against the published day, and both days in one run
+        batch = ingest(warehouse, FLIGHTS, landing, first_day, DAY, "bad")
+        assert not batch.published
+        [violation] = batch.blocking
+        assert violation.rule.kind == "key_across_days" and violation.examples == [expected]
+        assert violation.rows == (1 if first_day == DAY else 2)
+    assert sorted(published_batches(warehouse)) == [("good",), ("previous",)]
+
+
+def test_within_day_duplicates_name_the_file_and_rows(warehouse, landing):
+    lines = flights_csv(landing).splitlines()
+    redeliver(landing, FLIGHTS, DAY, "\n".join(lines + [lines[3]]).encode(), rows=len(lines))
+    batch = ingest(warehouse, FLIGHTS, landing, DAY, DAY, "bad")
+    [violation] = batch.blocking
+    assert violation.rule.kind == "key" and violation.rows == 1
+    assert violation.examples[0].endswith(f"twice in flights_{DAY}.csv (rows 3 and {len(lines)})")
 
 
 def test_changed_type_fails_the_gate_and_keeps_the_last_good_version(warehouse, landing):

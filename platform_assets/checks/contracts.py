@@ -1,6 +1,7 @@
 """Row-level rules derived from a source's contract, and their evaluation against a batch of rows.
 
 Pure SQL building (`contract_rules`) plus one edge (`evaluate_rules`) that runs them on a DuckDB relation.
+Every example names the offending value, the file and the row: a person can open the file at that row.
 """
 
 from __future__ import annotations
@@ -10,18 +11,22 @@ from dataclasses import dataclass
 import duckdb
 
 from platform_assets.sources.definitions import ColumnContract, SourceDefinition
+from platform_assets.sources.read_errors import excerpt
 
 EXAMPLES = 5
+OCCURRENCES = 3  # deliveries of one key named in an example of the cross-day rule
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str  # e.g. "flights.carrier references airlines.carrier"
     column: str
-    kind: str  # type | not_null | accepted | range | pattern | references | row_date | key
-    violation: str  # SQL predicate over one row: true when the row breaks the rule
+    kind: str  # type | not_null | accepted | range | pattern | references | row_date | key | key_across_days
+    violation: str  # SQL predicate over one row: true when the row breaks the rule ('' for the key rules)
     warn_because: str | None  # set: the real data breaks it, report only
     reference_table: str | None = None  # raw table the rule reads; skipped until it exists
+    shown: str | None = None  # SQL text showing a breaking row's offending value; default: the column's value
+    key: tuple[str, ...] = ()  # the key rules' columns
 
 
 def _quoted(column: str) -> str:
@@ -78,8 +83,13 @@ def contract_rules(source: SourceDefinition) -> list[Rule]:
     rules = [rule for name, contract in source.columns.items()
              for rule in column_rules(source, name, contract, text_format)]
     if source.row_date:
+        row_date = f"TRY_CAST(({source.row_date}) AS DATE)"
         rules.append(Rule(f"{source.name} rows are not dated after their delivery", "_data_date", "row_date",
-                          f"TRY_CAST(({source.row_date}) AS DATE) > _data_date", None))
+                          f"{row_date} > _data_date", None,
+                          shown=f"'row dated ' || {row_date} || ', delivered ' || _data_date"))
+    if source.key and not source.snapshot:  # a snapshot re-delivers every key every day
+        rules.append(Rule(f"{source.name} key ({', '.join(source.key)}) is delivered for one day only",
+                          source.key[0], "key_across_days", "", None, reference_table=source.name, key=source.key))
     return rules
 
 
@@ -98,39 +108,161 @@ def _reference_available(connection: duckdb.DuckDBPyConnection, rule: Rule) -> b
         {"t": rule.reference_table}).fetchall()[0][0])
 
 
+def _file_name(path: str | None) -> str:
+    return (path or "?").rsplit("/", 1)[-1]
+
+
+def _value(value) -> str:
+    return "empty" if value is None else repr(excerpt(str(value)))
+
+
 def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule]) -> list[Violation]:
-    """Count each rule's violations in one scan of `relation`, with examples of the failing values."""
+    """Count each rule's violations in one scan of `relation`, with examples of the failing values; the
+    cross-day key rule reads the published rows too (`keys_delivered_on_other_days`). In rule order."""
     rules = [rule for rule in rules if _reference_available(connection, rule)]
-    if not rules:
-        return []
+    found: dict[Rule, Violation] = {}
+    predicates = [rule for rule in rules if rule.violation]
     counts = connection.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {rule.violation})" for rule in rules) + f" FROM {relation}"
-    ).fetchall()[0]
-    violations = []
-    for rule, rows in zip(rules, counts, strict=True):
+        "SELECT " + ", ".join(f"count(*) FILTER (WHERE {rule.violation})" for rule in predicates) + f" FROM {relation}"
+    ).fetchall()[0] if predicates else []
+    for rule, rows in zip(predicates, counts, strict=True):
         if rows:
+            shown = rule.shown or f"{_quoted(rule.column)}::VARCHAR"
             examples = connection.execute(
-                f"SELECT DISTINCT {_quoted(rule.column)}::VARCHAR, _source_file, _row_number FROM {relation} "
+                f"SELECT {shown}, _source_file, _row_number FROM {relation} "
                 f"WHERE {rule.violation} ORDER BY 2, 3 LIMIT {EXAMPLES}"
             ).fetchall()
-            violations.append(Violation(rule, rows, [f"{v!r} ({f.rsplit('/', 1)[-1]} row {n})" for v, f, n in examples]))
-    return violations
+            found[rule] = Violation(rule, rows, [
+                f"{v if rule.shown else _value(v)} ({_file_name(f)} row {n})" for v, f, n in examples])
+    for rule in rules:
+        if rule.kind == "key_across_days" and (violation := keys_delivered_on_other_days(connection, relation, rule)):
+            found[rule] = violation
+    return [found[rule] for rule in rules if rule in found]
+
+
+def _key_present(key: tuple[str, ...]) -> str:
+    return " AND ".join(f"{_quoted(c)} IS NOT NULL" for c in key)
+
+
+def _key_equals(key: tuple[str, ...], values) -> tuple[str, dict]:
+    """A filter on one key's values, and its parameters."""
+    return (" AND ".join(f"{_quoted(c)} = $k{i}" for i, c in enumerate(key)),
+            {f"k{i}": value for i, value in enumerate(values)})
+
+
+def _key_text(values) -> str:
+    values = list(values)
+    return _value(values[0]) if len(values) == 1 else "(" + ", ".join(excerpt(str(v), 40) for v in values) + ")"
 
 
 def duplicate_keys(connection: duckdb.DuckDBPyConnection, relation: str, source: SourceDefinition) -> Violation | None:
-    """Rows beyond the first per key within each day's delivery."""
+    """Rows beyond the first per key within each day's delivery. The count is one aggregation of the key and
+    the day; the file and rows of the few examples are looked up afterwards, within their day."""
     if not source.key:
         return None
     key = ", ".join(_quoted(c) for c in source.key)
     rows, examples = connection.execute(
-        f"SELECT coalesce(sum(n - 1), 0), list(k || ' on ' || _data_date ORDER BY n DESC)[1:{EXAMPLES}] FROM "
-        f"(SELECT _data_date, ({key})::VARCHAR AS k, count(*) AS n FROM {relation} "
-        f"WHERE {' AND '.join(f'{_quoted(c)} IS NOT NULL' for c in source.key)} GROUP BY ALL HAVING count(*) > 1)"
+        f"SELECT coalesce(sum(n - 1), 0), list({{'day': _data_date, 'n': n, 'key': row({key})}} "
+        f"ORDER BY n DESC, _data_date, row({key}))[1:{EXAMPLES}] FROM "
+        f"(SELECT _data_date, {key}, count(*) AS n FROM {relation} WHERE {_key_present(source.key)} "
+        f"GROUP BY _data_date, {key} HAVING count(*) > 1)"
     ).fetchall()[0]
     if not rows:
         return None
-    rule = Rule(f"{source.name} key ({', '.join(source.key)}) is unique", source.key[0], "key", "", source.key_warn_because)
-    return Violation(rule, int(rows), list(examples or []))
+    rule = Rule(f"{source.name} key ({', '.join(source.key)}) is unique", source.key[0], "key", "",
+                source.key_warn_because, key=source.key)
+    return Violation(rule, int(rows), [_copies(connection, relation, source.key, example) for example in examples])
+
+
+def _copies(connection: duckdb.DuckDBPyConnection, relation: str, key: tuple[str, ...], example: dict) -> str:
+    """'<key> twice in <file> (rows <n> and <m>)': one key's copies within one day's delivery."""
+    where, parameters = _key_equals(key, example["key"])
+    path, first, last = connection.execute(
+        f"SELECT any_value(_source_file), min(_row_number), max(_row_number) FROM {relation} "
+        f"WHERE _data_date = $day AND {where}", {"day": example["day"], **parameters}).fetchall()[0]
+    if example["n"] == 2:
+        return f"{_key_text(example['key'])} twice in {_file_name(path)} (rows {first} and {last})"
+    return f"{_key_text(example['key'])} {example['n']} times in {_file_name(path)} (first row {first}, last row {last})"
+
+
+OFFENDING_KEYS = "contract_keys_on_other_days"
+RUN_KEYS = "contract_run_keys"
+
+
+def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation: str, rule: Rule) -> Violation | None:
+    """Rows of `relation` (a run's staged rows) whose key was also delivered for another day: within the run
+    (only a run of several days can hold those), or in raw.<rule.reference_table> for a day outside the
+    run's. For the second, the run's distinct keys are the hash table (the build side: a day's keys, never
+    the history) and the published rows are probed with their key columns and date only, limited to each
+    key column's range in the run, which skips the row groups of other days where the key follows them."""
+    key = ", ".join(_quoted(c) for c in rule.key)
+    published = f"raw.{rule.reference_table}"
+    first, last = connection.execute(f"SELECT min(_data_date), max(_data_date) FROM {relation}").fetchall()[0]
+    if first is None:
+        return None
+    window = {"first": first, "last": last}
+    in_run = f"WHERE {_key_present(rule.key)} GROUP BY {key} HAVING min(_data_date) < max(_data_date)" \
+        if first < last else "WHERE false"
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE {OFFENDING_KEYS} AS SELECT {key} FROM {relation} {in_run}")
+    published_days = []
+    if connection.execute(f"SELECT EXISTS (SELECT 1 FROM {published} WHERE _data_date NOT BETWEEN $first AND $last)",
+                          window).fetchall()[0][0]:
+        published_days = _published_days_of_run_keys(connection, relation, published, rule.key, window)
+    if published_days:
+        connection.executemany(f"INSERT INTO {OFFENDING_KEYS} VALUES ({', '.join('?' * len(rule.key))})",
+                               list({values for values, _ in published_days}))
+    keys = connection.execute(f"SELECT DISTINCT {key} FROM {OFFENDING_KEYS} ORDER BY ALL").fetchall()
+    violation = None
+    if keys:
+        matches = " AND ".join(f"run.{_quoted(c)} = offending.{_quoted(c)}" for c in rule.key)
+        rows = connection.execute(
+            f"SELECT count(*) FROM (SELECT {key} FROM {relation}) AS run "
+            f"SEMI JOIN (SELECT DISTINCT {key} FROM {OFFENDING_KEYS}) AS offending ON {matches}").fetchall()[0][0]
+        violation = Violation(rule, int(rows), [
+            _deliveries_of_key(connection, relation, published, rule.key, values,
+                               [day for other, day in published_days if other == values])
+            for values in keys[:EXAMPLES]])
+    connection.execute(f"DROP TABLE IF EXISTS {OFFENDING_KEYS}")
+    connection.execute(f"DROP TABLE IF EXISTS {RUN_KEYS}")
+    return violation
+
+
+def _published_days_of_run_keys(connection: duckdb.DuckDBPyConnection, relation: str, published: str,
+                                key: tuple[str, ...], window: dict) -> list[tuple[tuple, object]]:
+    """(key values, day) of each published delivery, for a day outside the run's, of a key the run delivers."""
+    columns = ", ".join(_quoted(c) for c in key)
+    connection.execute(
+        f"CREATE OR REPLACE TEMP TABLE {RUN_KEYS} AS SELECT DISTINCT {columns} FROM {relation} WHERE {_key_present(key)}")
+    bounds = connection.execute(
+        "SELECT " + ", ".join(f"min({_quoted(c)}), max({_quoted(c)})" for c in key) + f" FROM {RUN_KEYS}").fetchall()[0]
+    within = " AND ".join(f"published.{_quoted(c)} BETWEEN $low{i} AND $high{i}" for i, c in enumerate(key))
+    matches = " AND ".join(f"published.{_quoted(c)} = run.{_quoted(c)}" for c in key)
+    found = connection.execute(
+        f"SELECT DISTINCT {', '.join(f'published.{_quoted(c)}' for c in key)}, published._data_date "
+        f"FROM {published} AS published SEMI JOIN {RUN_KEYS} AS run ON {matches} "
+        f"WHERE published._data_date NOT BETWEEN $first AND $last AND {within}",
+        {**window, **{f"low{i}": bounds[2 * i] for i in range(len(key))},
+         **{f"high{i}": bounds[2 * i + 1] for i in range(len(key))}}).fetchall()
+    return [(row[:-1], row[-1]) for row in found]
+
+
+def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, published: str, key: tuple[str, ...],
+                       values: tuple, published_days: list) -> str:
+    """'<key> in <file> row <n> and <file> row <n>': the deliveries of the key `values`, in the run and published,
+    by day."""
+    where, parameters = _key_equals(key, values)
+    found = connection.execute(
+        f"SELECT _data_date, any_value(_source_file), min(_row_number) FROM {relation} WHERE {where} GROUP BY 1",
+        parameters).fetchall()
+    if published_days:
+        found += connection.execute(
+            f"SELECT _data_date, any_value(_source_file), min(_row_number) FROM {published} "
+            f"WHERE _data_date = ANY($days) AND {where} GROUP BY 1", {**parameters, "days": published_days}).fetchall()
+    deliveries = [f"{_file_name(path)} row {row}" for _, path, row in sorted(found)]
+    named = deliveries[:OCCURRENCES]
+    more = f" and {len(deliveries) - OCCURRENCES} more" if len(deliveries) > OCCURRENCES else ""
+    listed = f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else (named[0] if named else "?")
+    return f"{_key_text(values)} in {listed}{more}"
 
 
 def violations_markdown(violations: list[Violation]) -> str:

@@ -18,6 +18,7 @@ from platform_assets.metadata import column_schema, table_version
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
+from platform_assets.sources import read_errors
 from platform_assets.sources.definitions import (
     CSV_OPTIONS, LANDING_FILE_COLUMN, SOURCES, SourceDefinition, reader_sql,
 )
@@ -38,19 +39,19 @@ def _file_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinitio
         "jsonl": "read_json($path, format = 'newline_delimited')",
         "parquet": "read_parquet($path)",
     }
+    mismatch = read_errors.mismatch_message(path, source.format)
+    if mismatch:  # a compressed, archived or other-format file: its first bytes say so before any read
+        raise DeliveryError(mismatch)
     try:
         return [row[0] for row in connection.execute(
             f"DESCRIBE SELECT * FROM {readers[source.format]}", {"path": str(path)}).fetchall()]
     except duckdb.Error as error:
-        header = path.read_bytes().split(b"\n", 1)[0].decode("utf-8", "replace")
-        if source.format == "csv" and "," not in header and any(sep in header for sep in ";|\t"):
-            raise DeliveryError(f"{path}: the header has no ',' but another separator: wrong delimiter? "
-                                "the contract says ','") from error
-        raise DeliveryError(f"{path}: cannot be read as {source.format}: {_first_line(error)}") from error
+        raise DeliveryError(read_errors.read_failure_message(path, source.format, str(error))) from error
 
 
 def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split("\n")[:2]).strip()
+    """The engine's reason, bounded (used where no single file can be named)."""
+    return read_errors.engine_reason(str(error))
 
 
 def planned_deliveries(landing_dir: Path, source: SourceDefinition, first_day: dt.date | None = None,
@@ -183,7 +184,7 @@ def _unreadable_file(connection: duckdb.DuckDBPyConnection, source: SourceDefini
             try:
                 cursor.execute(f"CREATE OR REPLACE TEMP TABLE probe AS {reader_sql(source)}", {"paths": [str(path)]})
             except duckdb.Error as file_error:
-                return DeliveryError(f"{path}: cannot be read as {source.format}: {_first_line(file_error)}")
+                return DeliveryError(read_errors.read_failure_message(path, source.format, str(file_error)))
     return DeliveryError(f"{files[0][1]} and {len(files) - 1} more: cannot be read together as {source.format}: "
                          f"{_first_line(error)}")
 
