@@ -162,9 +162,10 @@ def test_impact_of_a_column_keeps_only_the_direct_consumers_that_read_it(capsys)
     assert direct == {"ops-delay-dashboard"}  # passenger-delay-notifications reads flights, but not arr_delay
     # no column-level lineage: everything downstream and its consumers stay listed
     assert {d["dataset"] for d in answer["downstream"]} == {"marts/flight_features", "ml/delay_model",
-                                                          "ml/flight_delay_predictions", "ml/flight_delay_drift"}
+                                                          "ml/flight_delay_predictions", "ml/flight_delay_drift",
+                                                          "marts/bookings"}  # its gate checks the flights
     assert {c["name"]: c["via"] for c in answer["consumers"]}["passenger-delay-notifications"] == \
-        "ml/flight_delay_predictions"
+        "marts/bookings"  # the first downstream dataset it reads (it reads the predictions too)
     assert governance_main(["impact", "marts/flights", "--column", "arr_delay"]) == 0
     assert "team:operations-control" in capsys.readouterr().out
     assert governance_main(["impact", "marts/flights", "--column", "nope"]) == 1

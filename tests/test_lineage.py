@@ -77,7 +77,7 @@ def test_datasets_are_named_as_dbt_openlineage_names_duckdb_tables(pipeline_run)
     landing = settings.landing_dir.resolve()
     assert files and all(name.startswith(str(landing) + "/") for name in files)
     days = (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
-    assert len(files) == 6 * days  # one file per source and day
+    assert len(files) == 3 * days + 3  # one file per daily source and day, one per reference snapshot
 
 
 def test_the_graph_rebuilt_from_the_events_is_the_asset_graph(pipeline_run):

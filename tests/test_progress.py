@@ -15,7 +15,8 @@ def test_progress_numbers_each_step_and_reports_its_duration_outputs_and_log_lin
     progress = RunProgress(entries[0].timestamp, run_id=result.run_id, total_steps=total)
     text = "\n".join(progress.lines(entries, entries[-1].timestamp))
 
-    assert re.search(rf"^  00:\d\d  started  raw_ingestion \(step 1 of {total}\)$", text, re.MULTILINE), text
+    assert re.search(rf"^  00:\d\d  started  raw_snapshots \(step 1 of {total}\)$", text, re.MULTILINE), text
+    assert re.search(rf"^  00:\d\d  started  raw_ingestion \(step 2 of {total}\)$", text, re.MULTILINE), text
     for step in steps:
         assert re.search(rf"done     {step} in \d\d:\d\d: \d+ materialized, \d+ check results "
                          rf"\(\d+ of {total} steps finished\)", text), step

@@ -298,13 +298,7 @@ def ingest_deliveries(connection: duckdb.DuckDBPyConnection, source: SourceDefin
         _check_announced_rows(connection, source, deliveries, staged)
         batch.rows_per_day = {str(day): 0 for day in days} | dict(connection.execute(
             f"SELECT _data_date::VARCHAR, count(*) FROM {staged} GROUP BY ALL ORDER BY 1").fetchall())
-        violations = evaluate_rules(connection, staged, contract_rules(source))
-        duplicates = duplicate_keys(connection, staged, source)
-        violations += [duplicates] if duplicates else []
-        batch.blocking = [v for v in violations if not v.rule.warn_because]
-        batch.known_gaps = [v for v in violations if v.rule.warn_because]
-        batch.volume_anomalies = _volume_anomalies(connection, source, staged, days)
-        batch.published = not batch.blocking
+        _audit(connection, source, batch, staged, days)
         connection.execute("COMMIT" if batch.published else "ROLLBACK")
     except BaseException:
         connection.execute("ROLLBACK")
@@ -312,6 +306,17 @@ def ingest_deliveries(connection: duckdb.DuckDBPyConnection, source: SourceDefin
     batch.version = table_version(connection, f"raw.{source.name}", _days_predicate(days),
                                   [*source.columns, "_data_date"])
     return batch
+
+
+def _audit(connection, source: SourceDefinition, batch: AuditedBatch, staged: str, days: list[dt.date]) -> None:
+    """Evaluate the contract on the staged rows: blocking violations, known gaps, volume; passes when none blocks."""
+    violations = evaluate_rules(connection, staged, contract_rules(source))
+    duplicates = duplicate_keys(connection, staged, source)
+    violations += [duplicates] if duplicates else []
+    batch.blocking = [v for v in violations if not v.rule.warn_because]
+    batch.known_gaps = [v for v in violations if v.rule.warn_because]
+    batch.volume_anomalies = _volume_anomalies(connection, source, staged, days)
+    batch.published = not batch.blocking
 
 
 def loaded_snapshots(connection: duckdb.DuckDBPyConnection, source: SourceDefinition) -> dict[dt.date, set[str]]:
@@ -472,13 +477,24 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 def _nothing_new(context, connection, source: SourceDefinition, key: dg.AssetKey, raw_table,
                  loaded: dict[dt.date, set[str]] | None) -> Iterator:
     """Nothing new to load (a snapshot source with no newer snapshot, an irregular source with no delivery in
-    the range): materialized as it stands, so that what reads it proceeds, and said so."""
+    the range): materialized as it stands, so that what reads it proceeds, and said so. The current snapshot is
+    audited again (the contract may have changed since it was loaded): if it now breaks a blocking rule, it is
+    not materialized and what reads it is held back."""
     current = max(loaded) if loaded else None
-    version = table_version(connection, f"raw.{source.name}", f"_data_date = '{current}'",
+    predicate = f"_data_date = '{current}'"
+    version = table_version(connection, f"raw.{source.name}", predicate,
                             [*source.columns, "_data_date"]) if current else "empty"
     news = f"no newer snapshot: the one of {current} stays" if source.snapshot else "nothing delivered for the range"
     context.log.info(f"raw.{source.name}: {news}")
     with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
+        if current is not None:
+            staged = f"(SELECT * FROM raw.{source.name} WHERE {predicate}) AS staged"
+            rows = connection.execute(f"SELECT count(*) FROM {staged}").fetchall()[0][0]
+            batch = AuditedBatch(source, current, current, {str(current): rows}, version=version, days=[current])
+            _audit(connection, source, batch, staged, [current])
+            yield from lineage.observe(_check_results(batch, key))
+            if not batch.published:
+                return
         yield from lineage.observe([dg.MaterializeResult(asset_key=key, metadata={
             "dagster/row_count": connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0],
             "rows_loaded_this_run": 0, "published_version": version, "deliveries": news})])
