@@ -130,3 +130,125 @@ def test_an_error_other_than_the_lock_surfaces_at_once(tmp_path):
         with WarehouseResource(path=str(path), lock_wait_seconds=60).connect():
             pass
     assert time.monotonic() - started < 2 and not isinstance(error.value, WarehouseLockedError)
+
+
+# --- a killed run, the queue and the lock wait, through a real daemon ---
+
+DAYS = ["2013-01-01", "2013-01-02", "2013-01-03", "2013-01-04"]
+POLL_SECONDS = 1  # the test's run monitoring interval (the default is 30 s)
+# The queue looks for runs to start every 5 s by default; every second here.
+FAST_QUEUE = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+TIMEOUT_SECONDS = 120
+# A headless run of the raw layer for one day, as `make demo` runs the graph (platform_assets.runner).
+HEADLESS_RUN = """\
+import datetime as dt, sys
+import dagster as dg
+from platform_assets.runner import materialize_range
+from platform_assets.sources.raw_assets import raw_assets
+day = dt.date.fromisoformat(sys.argv[1])
+with dg.DagsterInstance.get() as instance:
+    materialize_range(instance, day, day, show_progress=False, assets=list(raw_assets.keys))
+"""
+
+
+def wait_for(condition, what: str, processes: dict[str, subprocess.Popen], timeout: float = TIMEOUT_SECONDS):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        for name, process in processes.items():
+            assert process.poll() is None, f"{name} stopped while waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+def the_run(instance: dg.DagsterInstance, day: str) -> dg.DagsterRun | None:
+    """The run over `day`: launched (a partition tag) or headless (a partition range)."""
+    runs = [run for run in instance.get_runs() if day in (run.tags.get("dagster/partition"),
+                                                          run.tags.get("dagster/asset_partition_range_start"))]
+    return runs[0] if runs else None
+
+
+def waited_for_the_lock(instance: dg.DagsterInstance, run: dg.DagsterRun | None) -> bool:
+    return run is not None and any("is locked by" in (entry.user_message or "") for entry in instance.all_logs(run.run_id))
+
+
+def launch(workspace: Path, day: str, log) -> subprocess.Popen:
+    """Submit the platform's job for the raw layer of `day` as the UI does: to the instance's run queue."""
+    return subprocess.Popen(
+        [str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "materialize_all", "-o", "raw_ingestion",
+         "--tags", json.dumps({"dagster/partition": day})], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_a_killed_run_is_failed_by_run_monitoring_and_runs_over_other_days_wait(data_dir, monkeypatch, tmp_path):
+    """While another process holds the warehouse, a headless run waits in its raw step and is killed there; the
+    runs submitted meanwhile are queued behind it. The daemon's run monitoring marks the killed run failed, the
+    queue starts the next run, which waits for the warehouse like a second headless run does; once the warehouse
+    is free every run succeeds, the queued ones one after another."""
+    monkeypatch.setenv("PLATFORM_RUN_MONITORING_POLL_SECONDS", str(POLL_SECONDS))
+    settings = load_settings()
+    home = prepare_instance(settings)
+    with (home / "dagster.yaml").open("a") as config:
+        config.write(FAST_QUEUE)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    from platform_assets.demo import deliver
+
+    deliver(settings, dt.date.fromisoformat(DAYS[0]), dt.date.fromisoformat(DAYS[-1]))
+    settings.warehouse_path.parent.mkdir(parents=True)
+    workspace = tmp_path / "workspace.yaml"  # the platform without its sensors: only this test's runs
+    workspace.write_text(f"load_from:\n  - python_module:\n      module_name: platform_without_sensors\n"
+                         f"      attribute: defs\n      working_directory: {REPO_ROOT / 'tests'}\n")
+    log = (tmp_path / "processes.log").open("w")
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str, command: list[str]) -> subprocess.Popen:
+        processes[name] = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return processes[name]
+
+    holder = hold_warehouse(settings.warehouse_path, TIMEOUT_SECONDS)
+    try:
+        start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)])
+        killed = start("killed run", [sys.executable, "-c", HEADLESS_RUN, DAYS[0]])
+        with dg.DagsterInstance.get() as instance:
+            wait_for(lambda: waited_for_the_lock(instance, the_run(instance, DAYS[0])), "a run in a long step",
+                     processes)
+            submitted = [launch(workspace, day, log) for day in DAYS[1:3]]
+            for process in submitted:
+                assert process.wait(TIMEOUT_SECONDS) == 0
+            assert [the_run(instance, day).status for day in DAYS[1:3]] == [dg.DagsterRunStatus.QUEUED] * 2
+            wait_for(lambda: "MONITORING" in instance.get_daemon_heartbeats(), "the daemon", processes)
+
+            killed.send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            processes.pop("killed run").wait()
+            start("headless run", [sys.executable, "-c", HEADLESS_RUN, DAYS[3]])
+            failed = wait_for(lambda: instance.get_run_record_by_id(the_run(instance, DAYS[0]).run_id).end_time,
+                              "run monitoring", {"daemon": processes["daemon"]})
+            print(f"killed run marked FAILURE {failed - killed_at:.1f} s after the kill (poll {POLL_SECONDS} s)")
+            wait_for(lambda: any(waited_for_the_lock(instance, the_run(instance, day)) for day in DAYS[1:3])
+                     and waited_for_the_lock(instance, the_run(instance, DAYS[3])),
+                     "a queued and a headless run waiting for the warehouse", processes)
+            holder.kill()
+            processes.pop("headless run").wait(TIMEOUT_SECONDS)
+            wait_for(lambda: all(the_run(instance, day).is_finished for day in DAYS[1:]), "the runs", processes)
+
+            records = [instance.get_run_record_by_id(the_run(instance, day).run_id) for day in DAYS]
+            statuses = [record.dagster_run.status for record in records]
+            assert statuses == [dg.DagsterRunStatus.FAILURE] + [dg.DagsterRunStatus.SUCCESS] * 3, statuses
+            assert 0 < failed - killed_at <= POLL_SECONDS + 5
+            failure = instance.all_logs(records[0].dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            assert f"the run's process {killed.pid} is gone" in failure[0].message
+            first, second = sorted(records[1:3], key=lambda record: record.start_time)
+            assert first.start_time >= failed and second.start_time >= first.end_time  # one at a time
+    finally:
+        holder.kill()
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(30)
+        log.close()
