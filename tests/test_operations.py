@@ -17,10 +17,13 @@ import duckdb
 import psutil
 import pytest
 
+from platform_assets.automation.alerts import run_alerts
+from platform_assets.definitions import build_definitions
 from platform_assets.instance import missing_blocks, prepare_instance, run_monitoring_blocks
 from platform_assets.resources import WarehouseLockedError, WarehouseResource, lock_holder, lock_wait_schedule
 from platform_assets.run_launcher import process_alive
 from platform_assets.settings import REPO_ROOT, load_settings
+from platform_assets.sources.raw_assets import raw_assets
 from platform_assets.transformations.dbt_assets import dbt_lock_wait_env
 
 BIN = Path(sys.executable).parent
@@ -243,6 +246,10 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_runs_over_other_days_wait(
             assert 0 < failed - killed_at <= POLL_SECONDS + 5
             failure = instance.all_logs(records[0].dagster_run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
             assert f"the run's process {killed.pid} is gone" in failure[0].message
+            alerts = run_alerts(instance, build_definitions().get_repository_def(), settings,
+                                records[0].dagster_run.run_id)  # what the owner alert sensor sends
+            assert {alert["dataset"] for alert in alerts} == {key.to_user_string() for key in raw_assets.keys}
+            assert all(f"the run's process {killed.pid} is gone" in alert["message"] for alert in alerts)
             first, second = sorted(records[1:3], key=lambda record: record.start_time)
             assert first.start_time >= failed and second.start_time >= first.end_time  # one at a time
     finally:
