@@ -33,8 +33,10 @@ def process_alive(pid: int, run_started: float | None) -> bool:
         process = psutil.Process(pid)
         return process.status() != psutil.STATUS_ZOMBIE and (
             run_started is None or process.create_time() <= run_started + CLOCK_SLACK_SECONDS)
-    except psutil.NoSuchProcess:
+    except psutil.NoSuchProcess:  # a zombie too: it has exited
         return False
+    except psutil.AccessDenied:  # another user's process: it exists, and no run is failed on a guess
+        return True
 
 
 class LocalRunLauncher(DefaultRunLauncher):

@@ -42,6 +42,9 @@ def test_the_lock_wait_doubles_up_to_a_longest_pause_and_adds_up_to_the_limit():
 
 def test_only_a_lock_conflict_names_a_holder():
     assert lock_holder(LOCK_MESSAGE) == "PID 4242 (/usr/bin/python3.11)"
+    held_by_a_reader = LOCK_MESSAGE.replace(". See", ". However, you would be able to open this database in "
+                                            "read-only mode, e.g. by using the -readonly parameter in the CLI. See")
+    assert lock_holder(held_by_a_reader) == "PID 4242 (/usr/bin/python3.11)"
     assert lock_holder('IO Error: Cannot open file "/data/warehouse.duckdb": Permission denied') is None
 
 
