@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
@@ -24,23 +26,80 @@ from platform_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
 WAREHOUSE_OP_TAGS = {"platform/warehouse": "duckdb"}
 
 
+# DuckDB's message when another process holds the file: 'IO Error: Could not set lock on file "<path>": Conflicting
+# lock is held in <program> (PID <n>). See also ...'. One writing process, or several readers, per file.
+LOCK_CONFLICT = re.compile(
+    r"Could not set lock on file .*Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the warehouse file for longer than the step was allowed to wait."""
+
+
+def lock_wait_schedule(limit_seconds: float, first: float = 0.5, longest: float = 10.0) -> list[float]:
+    """The pauses between attempts to open a locked warehouse: doubling from `first`, none longer than `longest`
+    (so a waiter notices a free file soon), adding up to `limit_seconds` (the last one shortened)."""
+    pauses: list[float] = []
+    pause, left = first, limit_seconds
+    while left > 0:
+        pauses.append(min(pause, longest, left))
+        left -= pauses[-1]
+        pause *= 2
+    return pauses
+
+
+def lock_holder(message: str) -> str | None:
+    """'PID <n> (<program>)' when DuckDB's error `message` says another process holds the file; else None."""
+    match = LOCK_CONFLICT.search(message)
+    return f"PID {match['pid']} ({match['program']})" if match else None
+
+
+def connect_waiting(path: str, read_only: bool, config: dict, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting with backoff while another process holds the file (each wait logged) for at most
+    `wait_seconds`; then WarehouseLockedError. Any other error surfaces at once."""
+    pauses, waited = iter(lock_wait_schedule(wait_seconds)), 0.0
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only, config=config)
+        except duckdb.IOException as error:
+            holder = lock_holder(str(error))
+            if holder is None:
+                raise
+            pause = next(pauses, None)
+            if pause is None:
+                raise WarehouseLockedError(
+                    f"warehouse {path} is still locked by {holder} after waiting {waited:.1f} s: let that process "
+                    f"finish (or stop it), or wait longer with PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS") from None
+        dg.get_dagster_logger().info(f"warehouse {path} is locked by {holder}: waiting {pause:.1f} s more "
+                                     f"(waited {waited:.1f} s so far, at most {wait_seconds:g} s)")
+        time.sleep(pause)
+        waited += pause
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse file. Swap this resource (and the dbt target) for another warehouse."""
 
     path: str
     memory_limit: str | None = None  # DuckDB's default (80% of RAM) when unset; larger work spills to disk
+    lock_wait_seconds: float = 300.0  # while another process holds the file (settings.py)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if not read_only:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         config = {"memory_limit": self.memory_limit} if self.memory_limit else {}
-        connection = duckdb.connect(self.path, read_only=read_only, config=config)
+        connection = connect_waiting(self.path, read_only, config, self.lock_wait_seconds)
         connection.execute("SET enable_progress_bar = false")  # a step's log is not a terminal
         try:
             yield connection
         finally:
             connection.close()
+
+    def wait_until_free(self) -> None:
+        """Return once the warehouse could be opened for writing, waiting as `connect` does: for a tool that opens
+        it itself (dbt) and would fail at once."""
+        with self.connect():
+            pass
 
 
 class PlatformDbtCliResource(DbtCliResource):
@@ -91,7 +150,8 @@ class MlflowResource(dg.ConfigurableResource):
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit),
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
+                                       lock_wait_seconds=settings.warehouse_lock_wait_seconds),
         "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

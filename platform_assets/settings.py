@@ -25,6 +25,10 @@ class Settings:
     delivery_retries: int = 3
     delivery_retry_seconds: float = 30.0
     duckdb_memory_limit: str | None = None  # every DuckDB connection of the warehouse (dbt's too); None: DuckDB's 80%
+    warehouse_lock_wait_seconds: float = 300.0  # how long a step waits while another process holds the warehouse
+    # Run monitoring, written into dagster.yaml when the instance is first prepared (docs/operations.md).
+    run_monitoring_poll_seconds: int = 30
+    run_start_timeout_seconds: int = 180
 
     @property
     def landing_dir(self) -> Path:
@@ -67,7 +71,9 @@ def load_settings() -> Settings:
     PLATFORM_ALERT_WEBHOOK_URL (none), DAGSTER_UI_URL for links in alerts (http://127.0.0.1:3000),
     PLATFORM_DELIVERY_RETRIES (3) and PLATFORM_DELIVERY_RETRY_SECONDS (30, doubling) for deliveries that are
     not readable yet, DUCKDB_MEMORY_LIMIT (DuckDB's default, 80% of RAM) for the warehouse's connections
-    (dbt's profile reads it too); larger work spills to disk."""
+    (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
+    a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
+    (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml."""
     return Settings(
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
@@ -77,4 +83,7 @@ def load_settings() -> Settings:
         delivery_retries=int(os.environ.get("PLATFORM_DELIVERY_RETRIES", "3")),
         delivery_retry_seconds=float(os.environ.get("PLATFORM_DELIVERY_RETRY_SECONDS", "30")),
         duckdb_memory_limit=os.environ.get("DUCKDB_MEMORY_LIMIT") or None,
+        warehouse_lock_wait_seconds=float(os.environ.get("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", "300")),
+        run_monitoring_poll_seconds=int(os.environ.get("PLATFORM_RUN_MONITORING_POLL_SECONDS", "30")),
+        run_start_timeout_seconds=int(os.environ.get("PLATFORM_RUN_START_TIMEOUT_SECONDS", "180")),
     )

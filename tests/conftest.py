@@ -10,6 +10,11 @@ import pytest
 
 from lineage_receiver import LineageReceiver
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Processes the tests start (the daemon, the webserver, code servers) import this checkout's code, not the
+# checkout the editable install points at (another worktree, say): dagster.yaml names classes of this package.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
 # A short real window: enough days for the trailing statistics, a holdout, and the July date-format switch
 # is exercised in the simulator tests instead.
 PIPELINE_FIRST_DAY = dt.date(2013, 1, 1)

@@ -35,7 +35,7 @@ def _step_assets(repository: dg.RepositoryDefinition, step_keys: set[str]) -> se
 def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition, settings: Settings,
                run_id: str) -> list[dict]:
     """The alerts a finished run raises: each failed ERROR-severity check, and, if the run failed, each asset
-    its failed steps did not update."""
+    its failed or interrupted steps did not update."""
     run = instance.get_run_by_id(run_id)
     events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
     common = {"run_id": run_id, "job": run.job_name, "run_url": settings.run_url(run_id),
@@ -56,13 +56,18 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
     if run.status != dg.DagsterRunStatus.FAILURE:
         return alerts
     failures = [event for event in events if event.is_step_failure]
+    # A step that started and never ended was interrupted: its process died and run monitoring failed the run.
+    interrupted = ({event.step_key for event in events if event.is_step_start}
+                   - {event.step_key for event in events if event.is_step_success or event.is_step_failure})
     updated = {event.asset_key.to_user_string() for event in events if event.is_step_materialization}
     targeted = {key.to_user_string() for key in run.asset_selection or []}
-    for failure in failures or [None]:
-        affected = _step_assets(repository, {event.step_key for event in failures} if failure is None
-                                else {failure.step_key})
+    run_failure = next((event.message for event in events if event.event_type == dg.DagsterEventType.RUN_FAILURE),
+                       None)
+    reasons = {failure.step_key: failure.step_failure_data.error.message.strip() for failure in failures}
+    reasons |= {step: run_failure or "its process died" for step in interrupted - reasons.keys()}
+    for step, message in reasons.items():  # each dataset with the reason its own step gave
+        affected = _step_assets(repository, {step})
         affected = (affected & targeted if targeted else affected) - updated
-        message = failure.step_failure_data.error.message.strip() if failure else "the run failed before its steps"
         for dataset in sorted(affected):
             alerts.append(route(dataset, kind="run_failed", message=message[:2000],
                                 partition=run.tags.get("dagster/partition"), **common))

@@ -100,6 +100,12 @@ def dbt_run_range_env(first_day, last_day) -> dict[str, str]:
     return {"PLATFORM_RUN_START_DATE": str(first_day), "PLATFORM_RUN_END_DATE": str(last_day)}
 
 
+def dbt_lock_wait_env(wait_seconds: float) -> dict[str, str]:
+    """dbt-duckdb's connect attempts (profiles.yml) that fit in `wait_seconds`: it pauses 1, 2, 4, ... s after each
+    failed attempt, the last one included, so n attempts take 2^n - 1 s."""
+    return {"PLATFORM_DBT_CONNECT_ATTEMPTS": str(max(1, int(wait_seconds + 1).bit_length() - 1))}
+
+
 PARSE_STATE = "partial_parse.msgpack"
 
 
@@ -181,8 +187,10 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     first_day, last_day = partition_dates(context)
     data_dir = load_settings().data_dir
     # dagster-dbt passes this process's environment to dbt: profiles.yml reads the warehouse location from
-    # PLATFORM_DATA_DIR (the resolved folder), the models read the run range.
-    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_run_range_env(first_day, last_day))
+    # PLATFORM_DATA_DIR (the resolved folder) and how often to retry a locked file, the models read the run range.
+    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_run_range_env(first_day, last_day),
+                      **dbt_lock_wait_env(warehouse.lock_wait_seconds))
+    warehouse.wait_until_free()  # dbt-duckdb fails at once on a file another process holds
     target = dbt_target_path(data_dir, context.run.run_id)
     invocation = dbt.cli(["build"], context=context, target_path=target)
     events, failure = [], None
