@@ -16,7 +16,7 @@ from deliveries import delivered_file
 from deliveries import redeliver as redeliver_as
 from platform_assets.simulator.deliver import deliver_day
 from platform_assets.sources.definitions import SOURCES
-from platform_assets.sources.raw_assets import DeliveryError, ingest
+from platform_assets.sources.ingest import DeliveryError, ingest
 from platform_assets.sources.read_errors import MESSAGE_LIMIT
 
 DAY = dt.date(2013, 4, 2)

@@ -8,7 +8,7 @@ import pytest
 
 from platform_assets.checks.contracts import contract_rules, duplicate_keys, evaluate_rules
 from platform_assets.sources.definitions import load_sources
-from platform_assets.sources.raw_assets import ensure_raw_table
+from platform_assets.sources.ingest import ensure_raw_table
 
 SOURCES_YML = """
 counters:

@@ -14,7 +14,7 @@ from deliveries import delivered_file, redeliver
 from platform_assets.simulator.deliver import deliver_day
 from platform_assets.sources.definitions import SOURCES
 from platform_assets.sources.landing import DeliveryError, manifest_path, read_manifest, unlisted_files
-from platform_assets.sources.raw_assets import ingest
+from platform_assets.sources.ingest import ingest
 
 DAY = dt.date(2013, 6, 3)
 BOOKINGS = SOURCES["bookings"]
@@ -165,7 +165,7 @@ def dataclasses_replace(source, **changes):
 
 
 def test_a_reference_snapshot_is_sent_once_and_used_until_a_newer_one_arrives(landing, warehouse):
-    from platform_assets.sources.raw_assets import ingest_deliveries, loaded_snapshots, planned_deliveries
+    from platform_assets.sources.ingest import ingest_deliveries, loaded_snapshots, planned_deliveries
 
     planes = SOURCES["planes"]
     assert sorted(os.listdir(landing / "planes" / "_manifests")) == [f"manifest_{DAY - dt.timedelta(days=1)}.json"]

@@ -10,8 +10,8 @@ from platform_assets.simulator.deliver import deliver_day, demo_sources
 from platform_assets.sources.landing import manifest_path
 from platform_assets.sources.dbt_contract import DBT_CONTRACTS, contracts_macro
 from platform_assets.sources.definitions import SOURCES, SourceDefinitionError, load_sources
-from platform_assets.sources import raw_assets
-from platform_assets.sources.raw_assets import DeliveryError, ingest
+from platform_assets.sources import ingest as ingestion
+from platform_assets.sources.ingest import DeliveryError, ingest
 
 DAY = dt.date(2013, 2, 14)
 
@@ -66,7 +66,7 @@ def test_days_read_together_keep_each_file_s_own_lineage_and_row_order(landing, 
         assert [r[0] for r in rows] == ids
         assert {(r[1], r[2]) for r in rows} == {(day, hashlib.sha256(path.read_bytes()).hexdigest())}
     # One file per read gives the same published content.
-    monkeypatch.setattr(raw_assets, "READ_BATCH_BYTES", 1)
+    monkeypatch.setattr(ingestion, "READ_BATCH_BYTES", 1)
     assert ingest(warehouse, SOURCES["bookings"], landing, DAY, DAY + dt.timedelta(days=1), "apart").version == batch.version
 
 
