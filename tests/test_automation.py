@@ -88,6 +88,8 @@ def test_bad_manifests_start_a_run_that_refuses_them_and_never_stop_the_sensor(d
     manifest_path(landing, "bookings", DAY).write_text("{}")
     stray = manifest_path(landing, "flights", DAY).with_name(f"manifest_{DAY} (copy).json")
     stray.write_bytes(manifest_path(landing, "flights", DAY).read_bytes())
+    outside = manifest_path(landing, "flights", DAY).with_name("manifest_2019-03-04.json")  # no such partition
+    outside.write_bytes(manifest_path(landing, "flights", DAY).read_bytes())
     requests, cursor, _ = evaluate(landing_zone_sensor, instance)
     assert {(r.tags["platform/source"], r.partition_key) for r in requests} >= {
         ("weather", str(DAY)), ("bookings", str(DAY)), ("flights", str(DAY))}

@@ -74,7 +74,7 @@ def test_a_manifest_without_the_day_s_file_refuses_the_delivery(landing, warehou
 
 
 @pytest.mark.parametrize("name", ["../bookings/bookings_2013-06-03.csv", "/etc/passwd", "..", "sub/b.csv",
-                                  ".hidden.csv", "_manifests", ""])
+                                  ".hidden.csv", "_manifests", "", "b\nc.csv", "b\x00.csv", "x" * 256, 42])
 def test_a_manifest_entry_must_be_a_plain_name_in_the_source_folder(landing, warehouse, name):
     rewrite_manifest(landing, "bookings", DAY, lambda m: m["files"][0].update(name=name))
     with pytest.raises(DeliveryError, match=r"files\[0\].name .* is not a plain file name in the source's folder"):
@@ -103,6 +103,21 @@ def test_a_symlink_leaving_the_landing_zone_is_refused_and_not_read(landing, war
     with pytest.raises(DeliveryError, match=rf"{listed.name}: a symlink to {outside}, outside the landing zone"):
         ingest(warehouse, BOOKINGS, landing, DAY, DAY, "b")
     assert published_fares(warehouse) == set()
+
+
+def test_a_symlink_into_another_source_s_folder_is_refused(landing, warehouse):
+    listed = delivered_file(landing, "bookings", DAY)
+    other = landing / "flights" / "borrowed.csv"
+    listed.rename(other)
+    listed.symlink_to(other)
+    with pytest.raises(DeliveryError, match="outside the source's own folder"):
+        ingest(warehouse, BOOKINGS, landing, DAY, DAY, "b")
+
+
+def test_an_oversized_manifest_is_refused_unread(landing):
+    manifest_path(landing, "bookings", DAY).write_bytes(b" " * (5 * 2**20))
+    with pytest.raises(DeliveryError, match=r"5,242,880 bytes, more than a manifest's"):
+        read_manifest(landing, "bookings", DAY)
 
 
 def test_a_symlink_inside_the_landing_zone_is_read(landing, warehouse):

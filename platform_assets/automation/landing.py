@@ -5,10 +5,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from platform_assets.partitions import daily_partitions
 from platform_assets.settings import load_settings
 from platform_assets.sources.definitions import SOURCES, SourceDefinition
 from platform_assets.sources.landing import DeliveryError, delivered_manifests, delivery_id, read_manifest
 from platform_assets.sources.raw_assets import RAW_ASSETS
+
+
+PARTITION_KEYS = frozenset(daily_partitions.get_partition_keys())
 
 
 def delivery_state(landing_dir: Path, source: SourceDefinition, manifest: Path, day) -> tuple[str, list[str]]:
@@ -63,6 +67,12 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext):
         seen = handled.setdefault(source.name, {})
         for day, manifest in manifests.items():
             partition = day.isoformat()
+            if not source.snapshot and partition not in PARTITION_KEYS:
+                if seen.get(partition) != "outside":
+                    context.log.warning(f"{manifest}: {partition} is not a day of the platform's partitions "
+                                        f"({min(PARTITION_KEYS)}..{max(PARTITION_KEYS)}); ignored")
+                    seen[partition] = "outside"
+                continue
             try:
                 delivery, missing = delivery_state(landing_dir, source, manifest, day)
             except OSError as error:  # removed or unreadable between listing and reading: next tick

@@ -22,6 +22,7 @@ from pathlib import Path
 MANIFEST_DIR = "_manifests"
 MANIFEST_NAME = re.compile(r"manifest_(\d{4}-\d{2}-\d{2})\.json")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+MANIFEST_LIMIT_BYTES = 4 * 2**20  # a manifest lists files; anything larger is not one
 
 
 class DeliveryError(Exception):
@@ -92,8 +93,8 @@ def delivery_id(manifest_bytes: bytes) -> str:
 
 
 def _plain_name(name) -> bool:
-    return (isinstance(name, str) and bool(name) and name not in (".", "..") and not name.startswith(".")
-            and "/" not in name and "\\" not in name and "\0" not in name and name == name.strip()
+    return (isinstance(name, str) and bool(name) and len(name) <= 255 and name.isprintable()
+            and not name.startswith(".") and "/" not in name and "\\" not in name and name == name.strip()
             and name != MANIFEST_DIR)
 
 
@@ -102,6 +103,9 @@ def read_manifest(landing_dir: Path, source: str, day: dt.date) -> Delivery:
     the source's folder, with a sha256 and a row count. Checks the manifest only, not the files."""
     manifest = manifest_path(landing_dir, source, day)
     try:
+        if manifest.stat().st_size > MANIFEST_LIMIT_BYTES:
+            raise DeliveryError(f"{manifest}: {manifest.stat().st_size:,} bytes, more than a manifest's "
+                                f"{MANIFEST_LIMIT_BYTES:,}; the delivery of {source} for {day} is refused")
         content = manifest.read_bytes()
     except FileNotFoundError:
         raise DeliveryNotYetComplete(f"{manifest}: not delivered yet (no manifest for {source} on {day})") from None
@@ -159,6 +163,8 @@ def verify_file(landing_dir: Path, file: DeliveredFile) -> None:
     resolved = path.resolve()
     if not resolved.is_relative_to(landing_dir.resolve()):
         raise DeliveryError(f"{path}: a symlink to {resolved}, outside the landing zone; refused and not read")
+    if not resolved.is_relative_to(path.parent.resolve()):
+        raise DeliveryError(f"{path}: a symlink to {resolved}, outside the source's own folder; refused and not read")
     if not resolved.is_file():
         raise DeliveryError(f"{path}: not a regular file; refused")
     if resolved.stat().st_size == 0:
