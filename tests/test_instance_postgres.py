@@ -14,6 +14,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from deliveries import DEMO_RAW_KEYS
 from platform_assets.instance import POSTGRES_STORAGE, prepare_instance
 from platform_assets.resources import build_resources
 from platform_assets.settings import REPO_ROOT, load_settings
@@ -78,7 +79,7 @@ def test_runs_sensors_and_alerts_on_postgres_storage(data_dir, postgres_url, mon
             (name, None if name in ("planes", "airports", "airlines") else DAY.isoformat())
             for name in ("flights", "weather", "bookings", "planes", "airports", "airlines"))
 
-        result = dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), instance=instance,
+        result = dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), instance=instance, selection=DEMO_RAW_KEYS,
                                 resources=build_resources())
         assert result.success
         context = dg.build_sensor_context(instance=instance, cursor=context.cursor,

@@ -55,7 +55,9 @@ def _materialize_raw(settings) -> dg.ExecuteInProcessResult:
     from platform_assets.resources import WarehouseResource
     from platform_assets.sources.raw_assets import RAW_ASSETS
 
-    return dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), raise_on_error=False,
+    from deliveries import DEMO_RAW_KEYS
+
+    return dg.materialize(RAW_ASSETS, partition_key=DAY.isoformat(), raise_on_error=False, selection=DEMO_RAW_KEYS,
                           resources={"warehouse": WarehouseResource(path=str(settings.warehouse_path))})
 
 

@@ -23,7 +23,6 @@ from platform_assets.instance import missing_blocks, prepare_instance, run_monit
 from platform_assets.resources import WarehouseLockedError, WarehouseResource, lock_holder, lock_wait_schedule
 from platform_assets.run_launcher import process_alive
 from platform_assets.settings import REPO_ROOT, load_settings
-from platform_assets.sources.raw_assets import RAW_ASSETS
 from platform_assets.transformations.dbt_assets import dbt_lock_wait_env
 
 BIN = Path(sys.executable).parent
@@ -156,11 +155,10 @@ HEADLESS_RUN = """\
 import datetime as dt, sys
 import dagster as dg
 from platform_assets.runner import materialize_range
-from platform_assets.sources.raw_assets import RAW_ASSETS
-daily = next(asset for asset in RAW_ASSETS if asset.partitions_def is not None)
 day = dt.date.fromisoformat(sys.argv[1])
 with dg.DagsterInstance.get() as instance:
-    materialize_range(instance, day, day, show_progress=False, assets=list(daily.keys))
+    materialize_range(instance, day, day, show_progress=False,
+                      assets=[dg.AssetKey(["raw", name]) for name in ("flights", "weather", "bookings")])
 """
 
 
@@ -188,7 +186,7 @@ def waited_for_the_lock(instance: dg.DagsterInstance, run: dg.DagsterRun | None)
 def launch(workspace: Path, day: str, log) -> subprocess.Popen:
     """Submit the platform's job for the raw layer of `day` as the UI does: to the instance's run queue."""
     return subprocess.Popen(
-        [str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "materialize_all", "-o", "raw_ingestion",
+        [str(BIN / "dagster"), "job", "launch", "-w", str(workspace), "-j", "demo_raw",
          "--tags", json.dumps({"dagster/partition": day})], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -252,8 +250,7 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_runs_over_other_days_wait(
             assert f"the run's process {killed.pid} is gone" in failure[0].message
             alerts = run_alerts(instance, build_definitions().get_repository_def(), settings,
                                 records[0].dagster_run.run_id)  # what the owner alert sensor sends
-            daily = next(asset for asset in RAW_ASSETS if asset.partitions_def is not None)  # the op "raw_ingestion"
-            assert {alert["dataset"] for alert in alerts} == {key.to_user_string() for key in daily.keys}
+            assert {alert["dataset"] for alert in alerts} == {"raw/flights", "raw/weather", "raw/bookings"}
             assert all(f"the run's process {killed.pid} is gone" in alert["message"] for alert in alerts)
             first, second = sorted(records[1:3], key=lambda record: record.start_time)
             assert first.start_time >= failed and second.start_time >= first.end_time  # one at a time
