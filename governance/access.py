@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hmac
 import json
+import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -121,14 +124,46 @@ def resolve_datasets(catalog: Catalog, references: QueryReferences) -> list[str]
     return keys
 
 
-def masking_key(folder: Path | None = None) -> str:
-    """The secret that keys hashed PII, created once per data folder (readable by its owner only)."""
+MASKING_SECRET = re.compile(r"[0-9a-f]{64}")
+
+
+def masking_key(folder: Path | None = None, reader: str = "") -> str:
+    """The key that hashes PII for one reader (role and attributes): derived from the data folder's secret, so two
+    readers' tokens of the same value differ and cannot be joined across them, while one reader's tokens stay
+    stable. The secret is created once, atomically (a concurrent first use never sees it half-written), readable
+    by its owner only; an empty or malformed secret refuses every masked read instead of weakening the mask."""
     path = governance_dir(folder) / "masking_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-    return path.read_text().strip()
+        _create_secret(path)
+    secret = path.read_text().strip()
+    if not MASKING_SECRET.fullmatch(secret):
+        raise AccessDenied(f"{path}: the masking secret is empty or malformed, so masked values cannot be keyed: "
+                           "masked reads are refused. Restore the file from backup (or remove it to start a new "
+                           "secret: every earlier token changes)")
+    return hmac.new(bytes.fromhex(secret), reader.encode(), "sha256").hexdigest()
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new secret under a private temporary name, then link it into place: the first writer wins and
+    every other process reads the winner's complete file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".masking_key.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _reader(role: str, attributes: dict[str, str]) -> str:
+    return json.dumps([role, sorted(attributes.items())])
 
 
 def _warehouse_columns(connection: duckdb.DuckDBPyConnection, key: str) -> list[str]:
@@ -190,7 +225,8 @@ def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryRefe
             columns = readable if references.wide else [c for c in readable if c in references.names]
             columns = columns or readable[:1]  # count(*) and friends need a column, not its values
             select = _masked_select(decision, columns)
-            parameters = {"masking_key": masking_key(data_dir)} if "$masking_key" in select else {}
+            parameters = ({"masking_key": masking_key(data_dir, _reader(role, attributes))}
+                          if "$masking_key" in select else {})
             if decision.row_filter:
                 parameters["row_filter_value"] = attributes[decision.row_filter.attribute]
             batches = sandbox.source.cursor().sql(select, params=parameters).to_arrow_reader(STREAM_BATCH_ROWS)

@@ -104,7 +104,40 @@ def test_hash_tokens_are_stable_and_keyed(governed_warehouse, data_dir):
     assert first == second  # the same passenger keeps the same token, so analysts can count and join
     key_file = data_dir / "governance" / "masking_key"
     assert key_file.stat().st_mode & 0o077 == 0
-    assert masking_key(data_dir) not in json.dumps(first)
+    assert key_file.read_text().strip() not in json.dumps(first)
+    assert masking_key(data_dir, json.dumps(["analyst", []])) not in json.dumps(first)
+
+
+def test_two_readers_tokens_of_the_same_passenger_cannot_be_joined(governed_warehouse):
+    query = "SELECT booking_id, email FROM bookings ORDER BY booking_id"
+    analyst = dict(governed_query("analyst", query).rows)
+    partners = {carrier: dict(governed_query("partner_airline", query, attributes={"carrier": carrier}).rows)
+                for carrier in governed_warehouse["carriers"]}
+    for carrier, tokens in partners.items():
+        assert tokens and all(analyst[booking] != token for booking, token in tokens.items()), carrier
+    assert set.isdisjoint(*(set(tokens.values()) for tokens in partners.values()))
+
+
+def test_the_masking_secret_is_created_once_whole_under_concurrent_first_use(data_dir):
+    import concurrent.futures
+
+    for trial in range(20):
+        (data_dir / "governance" / "masking_key").unlink(missing_ok=True)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            keys = set(pool.map(lambda _: masking_key(data_dir, "reader"), range(64)))
+        assert len(keys) == 1, f"trial {trial}: readers saw different secrets"
+    secret = (data_dir / "governance" / "masking_key").read_text()
+    assert len(secret) == 64 and not list((data_dir / "governance").glob(".masking_key.*"))
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short", "z" * 64])
+def test_an_empty_or_malformed_masking_secret_refuses_masked_reads(governed_warehouse, data_dir, content):
+    (data_dir / "governance").mkdir(exist_ok=True)
+    (data_dir / "governance" / "masking_key").write_text(content)
+    with pytest.raises(AccessDenied, match="masking secret is empty or malformed"):
+        governed_query("analyst", "SELECT email FROM bookings")
+    assert read_audit_log()[-1]["decision"] == "deny"
+    assert governed_query("data_engineer", "SELECT email FROM bookings").rows  # nothing masked: nothing keyed
 
 
 def test_unknown_roles_are_denied_and_audited(governed_warehouse):
@@ -191,7 +224,8 @@ def test_system_tables_show_only_the_roles_copy(governed_warehouse, data_dir):
     assert {(s, t) for s, t, _ in tables.rows} <= {("marts", "bookings")}  # nothing was named: nothing copied
     named = governed_query("analyst", "SELECT sql FROM duckdb_views() UNION ALL SELECT sql FROM duckdb_tables() "
                            "UNION ALL SELECT email FROM marts.bookings")
-    assert masking_key(data_dir) not in json.dumps(named.rows)
+    assert (data_dir / "governance" / "masking_key").read_text() not in json.dumps(named.rows)
+    assert masking_key(data_dir, json.dumps(["analyst", []])) not in json.dumps(named.rows)
     assert str(governed_warehouse["path"]) not in json.dumps(named.rows)
     settings = governed_query("analyst", "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'")
     assert settings.rows == [("false",)]
