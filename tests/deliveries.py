@@ -9,11 +9,19 @@ from pathlib import Path
 import dagster as dg
 
 from platform_assets.simulator.deliver import demo_sources
+from platform_assets.sources.definitions import SOURCES
 from platform_assets.sources.landing import manifest_path
 
 # The raw assets the simulator delivers: tests select these, so that a source a user adds (which the simulator
 # does not generate) leaves the suite working.
 DEMO_RAW_KEYS = [dg.AssetKey(["raw", name]) for name in demo_sources()]
+
+
+def demo_asset_keys(graph) -> set[dg.AssetKey]:
+    """Every asset the demo's sources feed: all but the sources the simulator does not generate and their readers."""
+    others = [dg.AssetKey(["raw", name]) for name in SOURCES if name not in demo_sources()]
+    left_out = dg.AssetSelection.assets(*others).downstream().resolve(graph) if others else set()
+    return set(graph.get_all_asset_keys()) - left_out
 
 
 def delivered_file(landing: Path, source: str, day: dt.date) -> Path:
