@@ -60,7 +60,9 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
     interrupted = ({event.step_key for event in events if event.is_step_start}
                    - {event.step_key for event in events if event.is_step_success or event.is_step_failure})
     updated = {event.asset_key.to_user_string() for event in events if event.is_step_materialization}
-    targeted = {key.to_user_string() for key in run.asset_selection or []}
+    targeted = {key.to_user_string() for key in run.asset_selection or []} or {
+        event.asset_key.to_user_string() for event in events
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED}  # a run of a subset of a job
     run_failure = next((event.message for event in events if event.event_type == dg.DagsterEventType.RUN_FAILURE),
                        None)
     reasons = {failure.step_key: failure.step_failure_data.error.message.strip() for failure in failures}
