@@ -290,6 +290,7 @@ def governed_query(
               "role": role, "attributes": attributes, "sql": sql, "datasets": [], "columns": {}}
     started = time.perf_counter()
     try:
+        _check_attributes(attributes)
         if role not in catalog.access.roles:
             raise AccessDenied(f"unknown role '{role}': denied by default (roles: {', '.join(catalog.access.roles)})")
         references = query_references(sql)
@@ -303,9 +304,32 @@ def governed_query(
     except (AccessDenied, CatalogError) as error:
         append_audit_record({**record, "decision": "deny", "reason": str(error)}, data_dir)
         raise AccessDenied(str(error)) from None
+    except Exception as error:  # noqa: BLE001  (anything else is a denial too, audited, its text not echoed)
+        reason = f"refused: the query could not be run safely ({type(error).__name__})"
+        append_audit_record({**record, "decision": "deny", "reason": reason}, data_dir)
+        raise AccessDenied(reason) from None
     seconds = time.perf_counter() - started
     append_audit_record({**record, "decision": "allow", "rows": len(rows), "seconds": round(seconds, 3)}, data_dir)
     return QueryResult(columns, rows, held, seconds)
+
+
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _check_attributes(attributes) -> None:
+    """Reader attributes are names with one short printable text value each; anything else is refused without
+    repeating the value (a row filter compares with it)."""
+    if not isinstance(attributes, dict):
+        raise AccessDenied("attributes must map names to text values")
+    for name, value in attributes.items():
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.fullmatch(name):
+            raise AccessDenied("an attribute name must be lowercase letters, digits and '_'")
+        if not isinstance(value, str) or not value.isprintable() or len(value) > 200:
+            raise AccessDenied(f"attribute '{name}' must be one short printable text value")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AccessDenied(f"attribute '{name}' is not valid text") from None
 
 
 class _ScannedTwice(Exception):

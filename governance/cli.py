@@ -136,6 +136,8 @@ def _query(args: argparse.Namespace) -> dict:
         name, separator, value = item.partition("=")
         if not separator:
             raise CatalogError(f"--attribute '{item}': expected NAME=VALUE")
+        if name in attributes:
+            raise CatalogError(f"--attribute {name} given twice: one value per attribute")
         attributes[name] = value
     result = governed_query(args.role, args.sql, attributes=attributes, user=args.user, catalog=_catalog(args))
     return {"columns": result.columns, "rows": [list(row) for row in result.rows], "datasets": result.datasets,

@@ -327,3 +327,27 @@ def test_governed_queries_on_the_real_pipeline_warehouse(pipeline_run):
                       DBT_EXPOSURES)
     assert result.problems == []
     assert any("compared with the warehouse" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("attributes", [{"carrier": ["UA", "AA"]}, {"carrier": 5}, {"carrier": "U\udcffA"},
+                                        {"carrier": "UA\nAA"}, {"Carrier": "UA"}, ["carrier", "UA"]])
+def test_malformed_attributes_are_denied_audited_and_not_echoed(governed_warehouse, attributes):
+    with pytest.raises(AccessDenied) as denied:
+        governed_query("partner_airline", "SELECT booking_id FROM bookings", attributes=attributes)
+    assert "AA" not in str(denied.value) and "UA" not in str(denied.value)
+    assert read_audit_log()[-1]["decision"] == "deny"
+
+
+def test_a_query_that_breaks_the_parser_is_denied_and_audited(governed_warehouse):
+    deep = "SELECT " + "(" * 20000 + "1" + ")" * 20000
+    with pytest.raises(AccessDenied, match="does not parse|could not be run safely"):
+        governed_query("analyst", deep)
+    assert read_audit_log()[-1]["decision"] == "deny"
+
+
+def test_an_attribute_given_twice_on_the_command_line_is_refused(governed_warehouse, capsys):
+    from governance.cli import main
+
+    code = main(["query", "--role", "partner_airline", "--attribute", "carrier=UA", "--attribute", "carrier=AA",
+                 "SELECT booking_id FROM bookings"])
+    assert code != 0 and "--attribute carrier given twice" in capsys.readouterr().err
