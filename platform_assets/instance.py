@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -84,23 +85,33 @@ def missing_blocks(text: str, blocks: dict[str, str]) -> str:
 
 def prepare_instance(settings: Settings) -> Path:
     """Create DAGSTER_HOME with its dagster.yaml if missing (Postgres storage when DAGSTER_PG_URL is set,
-    local sqlite otherwise), point this process at it, return it. An existing dagster.yaml is kept; run
-    monitoring is appended to one written before it existed."""
+    local sqlite otherwise) and its storage, point this process at it, return it. An existing dagster.yaml is kept;
+    run monitoring is appended to one written before it existed. Processes that start at once on a new data folder
+    (`make dev` and `make demo`, a daemon and a run) take turns: Dagster creating the same new sqlite storage from two
+    processes fails and can leave it unusable ("more than one head present")."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    blocks = run_monitoring_blocks(settings)
+    with (home / ".prepare.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_config(home / "dagster.yaml", run_monitoring_blocks(settings), home)
+        os.environ["DAGSTER_HOME"] = str(home)
+        import dagster as dg  # late: the settings and the CLI load without it
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:  # creates (or upgrades) the storage once
+            instance.get_runs(limit=1)
+    return home
+
+
+def _write_config(config: Path, blocks: dict[str, str], home: Path) -> None:
     if not config.exists():
         storage = POSTGRES_STORAGE if os.environ.get("DAGSTER_PG_URL") else SQLITE_EVENT_LOG.format(
             base_dir=home / "history" / "runs")  # where Dagster's default sqlite storage keeps event logs
         config.write_text(DAGSTER_YAML + "".join(blocks.values()) + storage)
-    else:
-        text = config.read_text()
-        added = missing_blocks(text, blocks)
-        if added:
-            with config.open("a") as file:  # appended, never rewritten: the user's lines stay as they are
-                file.write(("" if text.endswith("\n") else "\n") + added)
-            print(f"{config}: added run monitoring (a run whose process died is marked failed; "
-                  "docs/operations.md)", file=sys.stderr)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+        return
+    text = config.read_text()
+    added = missing_blocks(text, blocks)
+    if added:
+        with config.open("a") as file:  # appended, never rewritten: the user's lines stay as they are
+            file.write(("" if text.endswith("\n") else "\n") + added)
+        print(f"{config}: added run monitoring (a run whose process died is marked failed; "
+              "docs/operations.md)", file=sys.stderr)

@@ -3,6 +3,7 @@ run monitoring and the queue moves on; runs over different days wait (in the que
 instead of failing; a step waits for a locked warehouse with bounded backoff."""
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -86,6 +87,18 @@ def test_a_process_is_alive_only_while_it_runs_and_only_if_it_started_the_run():
     assert not process_alive(child.pid, started)
 
 
+def test_processes_starting_at_once_on_a_new_data_folder_share_one_instance(data_dir):
+    """`make dev` and `make demo` (or a daemon and a run) started together on a new data folder: Dagster creating the
+    same new sqlite storage from two processes fails, and can leave it unusable. prepare_instance takes turns."""
+    code = ("import dagster as dg\nfrom platform_assets.instance import prepare_instance\n"
+            "from platform_assets.settings import load_settings\nprepare_instance(load_settings())\n"
+            "with dg.DagsterInstance.get() as instance:\n    print(len(instance.get_runs()))")
+    starts = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(3)]
+    outcomes = [start.communicate(timeout=120) + (start.returncode,) for start in starts]
+    assert [(out.strip(), code) for out, _, code in outcomes] == [("0", 0)] * 3, [err for _, err, _ in outcomes]
+
+
 # --- the lock wait, against a real second process ---
 
 def hold_warehouse(path: Path, seconds: float) -> subprocess.Popen:
@@ -162,12 +175,13 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
-def wait_for(condition, what: str, processes: dict[str, subprocess.Popen], timeout: float = TIMEOUT_SECONDS):
+def wait_until(condition, what: str, processes: dict[str, subprocess.Popen], log: Path,
+             timeout: float = TIMEOUT_SECONDS):
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         for name, process in processes.items():
-            assert process.poll() is None, f"{name} stopped while waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            assert process.poll() is None, f"{name} stopped while waiting for {what}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{log.read_text()[-4000:]}"
         time.sleep(0.5)
     return value
 
@@ -208,7 +222,8 @@ def test_a_killed_run_is_failed_by_run_monitoring_and_runs_over_other_days_wait(
     workspace = tmp_path / "workspace.yaml"  # the platform without its sensors: only this test's runs
     workspace.write_text(f"load_from:\n  - python_module:\n      module_name: platform_without_sensors\n"
                          f"      attribute: defs\n      working_directory: {REPO_ROOT / 'tests'}\n")
-    log = (tmp_path / "processes.log").open("w")
+    log = (tmp_path / "processes.log").open("w", buffering=1)
+    wait_for = functools.partial(wait_until, log=Path(log.name))
     processes: dict[str, subprocess.Popen] = {}
 
     def start(name: str, command: list[str]) -> subprocess.Popen:
