@@ -1,4 +1,5 @@
-"""The governed query entry point: a role reads the warehouse only in the form its policy allows.
+"""The governed query entry point: a principal of the catalog, authenticated by its token (governance.identity),
+reads the warehouse only in the form its role's policy allows.
 
 DuckDB has no GRANT, so every query runs in a fresh in-memory database that holds nothing but the role's form
 of the datasets the query names: the allowed columns, masked per PII category, the rows of its row filter.
@@ -11,7 +12,7 @@ record to <data>/governance/audit.jsonl.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
+import functools
 import hmac
 import json
 import os
@@ -25,6 +26,7 @@ import duckdb
 
 from governance.audit import append_audit_record
 from governance.catalog import Catalog, CatalogError, load_catalog
+from governance.identity import IdentityError, Principal, authenticate, catalog_digest
 from governance.paths import governance_dir, warehouse_path
 from governance.policy import DatasetDecision, decide, masking_sql
 
@@ -127,25 +129,45 @@ def resolve_datasets(catalog: Catalog, references: QueryReferences) -> list[str]
 MASKING_SECRET = re.compile(r"[0-9a-f]{64}")
 
 
-def masking_key(folder: Path | None = None, reader: str = "") -> str:
-    """The key that hashes PII for one reader (role and attributes): derived from the data folder's secret, so two
-    readers' tokens of the same value differ and cannot be joined across them, while one reader's tokens stay
-    stable. The secret is created once, atomically (a concurrent first use never sees it half-written), readable
-    by its owner only; an empty or malformed secret refuses every masked read instead of weakening the mask."""
+def masking_key(folder: Path | None = None, audience: str = "") -> str:
+    """The key that hashes PII for one audience (a consumer, a team, the platform's own logs): derived from the data
+    folder's secret, so two audiences' tokens of the same value differ and cannot be joined across them, while one
+    audience's tokens stay stable. The secret is created once, atomically (a concurrent first use never sees it
+    half-written), readable by its owner only; an empty, short, unreadable or group/world-readable secret refuses
+    every masked read instead of weakening the mask."""
+    if not audience:
+        raise AccessDenied("masked values need an audience to key them for: refused")
     path = governance_dir(folder) / "masking_key"
     if not path.exists():
-        _create_secret(path)
-    secret = path.read_text().strip()
+        _write_secret(path, replace=False)
+    try:
+        secret, mode = path.read_text().strip(), path.stat().st_mode
+    except (OSError, UnicodeError) as error:
+        raise AccessDenied(f"{path}: the masking secret cannot be read ({type(error).__name__}): masked reads are "
+                           "refused") from None
+    if mode & 0o077:
+        raise AccessDenied(f"{path}: the masking secret is readable by others (mode {mode & 0o777:o}): masked reads "
+                           f"are refused until `chmod 600 {path}` (and, as it may have been read, "
+                           "`governance keys rotate`)")
     if not MASKING_SECRET.fullmatch(secret):
         raise AccessDenied(f"{path}: the masking secret is empty or malformed, so masked values cannot be keyed: "
-                           "masked reads are refused. Restore the file from backup (or remove it to start a new "
-                           "secret: every earlier token changes)")
-    return hmac.new(bytes.fromhex(secret), reader.encode(), "sha256").hexdigest()
+                           "masked reads are refused. Restore the file from backup (or `governance keys rotate` to "
+                           "start a new secret: every earlier token changes)")
+    return hmac.new(bytes.fromhex(secret), audience.encode(), "sha256").hexdigest()
 
 
-def _create_secret(path: Path) -> None:
-    """Write a new secret under a private temporary name, then link it into place: the first writer wins and
-    every other process reads the winner's complete file."""
+def rotate_masking_secret(folder: Path | None = None) -> Path:
+    """Replace the masking secret by a new one (atomically: readers see the old or the new file, whole). The old
+    secret is not kept: every hash token changes, and tokens handed out before cannot be linked to later ones."""
+    path = governance_dir(folder) / "masking_key"
+    _write_secret(path, replace=True)
+    return path
+
+
+def _write_secret(path: Path, replace: bool) -> None:
+    """Write 32 random bytes (hex) to a private temporary file (exclusive create, mode 600), then move it into place:
+    replacing the old secret, or only if there is none (the first writer wins, every other process reads the
+    winner's complete file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".masking_key.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -154,16 +176,15 @@ def _create_secret(path: Path) -> None:
             file.write(secrets.token_hex(32))
             file.flush()
             os.fsync(file.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process created it first: use theirs
+        if replace:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def _reader(role: str, attributes: dict[str, str]) -> str:
-    return json.dumps([role, sorted(attributes.items())])
 
 
 def _warehouse_columns(connection: duckdb.DuckDBPyConnection, key: str) -> list[str]:
@@ -200,7 +221,7 @@ class Sandbox:
 
 
 def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryReferences,
-             attributes: dict[str, str], data_dir: Path | None, stream: bool = True) -> Sandbox:
+             attributes: dict[str, str], data_dir: Path | None, stream: bool = True, audience: str = "") -> Sandbox:
     """A locked in-memory database holding the role's form of each dataset the query names, and nothing else.
     A separate source connection reads the warehouse and hands over only masked, filtered Arrow batches: streamed
     through a view (a LIMIT reads a few batches), or copied into a table when the query scans a dataset twice."""
@@ -225,7 +246,7 @@ def _sandbox(catalog: Catalog, role: str, keys: list[str], references: QueryRefe
             columns = readable if references.wide else [c for c in readable if c in references.names]
             columns = columns or readable[:1]  # count(*) and friends need a column, not its values
             select = _masked_select(decision, columns)
-            parameters = ({"masking_key": masking_key(data_dir, _reader(role, attributes))}
+            parameters = ({"masking_key": masking_key(data_dir, audience)}
                           if "$masking_key" in select else {})
             if decision.row_filter:
                 parameters["row_filter_value"] = attributes[decision.row_filter.attribute]
@@ -272,22 +293,37 @@ def _refuse_denied_names(decisions: list[DatasetDecision], references: QueryRefe
             f"{key} column {name} ({reason})" for key, name, reason in sorted(denied)))
 
 
-def governed_query(
-    role: str,
-    sql: str,
-    *,
-    attributes: dict[str, str] | None = None,
-    user: str | None = None,
-    data_dir: Path | None = None,
-    catalog: Catalog | None = None,
-) -> QueryResult:
-    """Run one SELECT as `role` over the published datasets, in the form the role's policy allows.
-    `attributes` are the reader's attributes row filters use (partner_airline: {"carrier": "UA"}).
-    Raises AccessDenied (after auditing the denial) when the query asks for anything the role may not read."""
-    catalog = catalog or load_catalog()
-    attributes = attributes or {}
-    record = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "user": user or getpass.getuser(),
-              "role": role, "attributes": attributes, "sql": sql, "datasets": [], "columns": {}}
+def governed_query(sql: str, *, token: str | None, data_dir: Path | None = None) -> QueryResult:
+    """Run one SELECT over the published datasets as the principal `token` was issued to (governance.identity), in
+    the form its role's policy allows. The role and its attributes come from the repository's catalog, never from
+    the caller. Raises AccessDenied (after auditing the denial) when the token or the query is refused."""
+    record = _record(sql)
+    try:
+        catalog = load_catalog()
+        record["catalog"] = catalog_digest(catalog)
+        principal, token_id = authenticate(catalog, token, data_dir)
+    except (IdentityError, CatalogError) as error:
+        append_audit_record({**record, "decision": "deny", "reason": str(error)}, data_dir)
+        raise AccessDenied(str(error)) from None
+    except Exception as error:  # noqa: BLE001  (audited; its text not echoed)
+        reason = f"refused: the reader could not be established ({type(error).__name__})"
+        append_audit_record({**record, "decision": "deny", "reason": reason}, data_dir)
+        raise AccessDenied(reason) from None
+    return query_as(catalog, principal, sql, data_dir=data_dir, record={**record, "token_id": token_id})
+
+
+def _record(sql: str) -> dict:
+    return {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "principal": None, "token_id": None,
+            "role": None, "attributes": {}, "catalog": None, "sql": sql, "datasets": [], "columns": {}}
+
+
+def query_as(catalog: Catalog, principal: Principal, sql: str, *, data_dir: Path | None = None,
+             record: dict | None = None) -> QueryResult:
+    """The governed read of an authenticated principal, audited once (governed_query authenticates; tests and the
+    benchmark call this with a catalog of their own)."""
+    role, attributes = principal.role, principal.attributes
+    record = {**(record or _record(sql)), "principal": principal.name, "role": role, "attributes": attributes}
+    record["catalog"] = record["catalog"] or catalog_digest(catalog)
     started = time.perf_counter()
     try:
         _check_attributes(attributes)
@@ -296,10 +332,12 @@ def governed_query(
         references = query_references(sql)
         keys = resolve_datasets(catalog, references)
         record["datasets"] = keys
+        read = functools.partial(_run, catalog, role, keys, references, attributes, data_dir, sql,
+                                 audience=principal.audience)
         try:
-            columns, rows, held = _run(catalog, role, keys, references, attributes, data_dir, sql, stream=True)
+            columns, rows, held = read(stream=True)
         except _ScannedTwice:
-            columns, rows, held = _run(catalog, role, keys, references, attributes, data_dir, sql, stream=False)
+            columns, rows, held = read(stream=False)
         record["columns"] = held
     except (AccessDenied, CatalogError) as error:
         append_audit_record({**record, "decision": "deny", "reason": str(error)}, data_dir)
@@ -336,8 +374,8 @@ class _ScannedTwice(Exception):
     """The query read a streamed dataset twice (a self-join, a CTE used twice): run it again on copies."""
 
 
-def _run(catalog, role, keys, references, attributes, data_dir, sql, stream):
-    sandbox = _sandbox(catalog, role, keys, references, attributes, data_dir, stream)
+def _run(catalog, role, keys, references, attributes, data_dir, sql, stream, audience):
+    sandbox = _sandbox(catalog, role, keys, references, attributes, data_dir, stream, audience)
     try:
         cursor = sandbox.database.execute(sql)
         columns = [d[0] for d in cursor.description] if cursor.description else []

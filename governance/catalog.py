@@ -13,6 +13,7 @@ This package never imports Dagster; platform_assets reads it to put owners and t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -37,6 +38,8 @@ class _Entry(BaseModel):
 class Member(_Entry):
     name: str
     email: str
+    role: str | None = None  # the access role (access.yml) the member reads governed data with; none: no access
+    attributes: dict[str, str] = {}  # what the role's row filter compares with (carrier: UA)
 
 
 class Team(_Entry):
@@ -132,6 +135,7 @@ class Consumer(_Entry):
     contact: str
     criticality: Literal["low", "medium", "high", "critical"]
     role: str  # the access role it reads with
+    attributes: dict[str, str] = {}  # what the role's row filter compares with (carrier: UA)
     asset: str | None = None  # the Dagster asset that implements it, when it is one
     depends_on: dict[str, list[str]] = Field(min_length=1)  # dataset -> columns it reads
 
@@ -328,11 +332,23 @@ def reference_problems(catalog: Catalog) -> list[str]:
     for name, consumer in catalog.consumers.items():
         where = f"consumers.yml: '{name}'"
         need(consumer.owner in catalog.teams, where, f"owner '{consumer.owner}' is not a team in teams.yml")
-        need(consumer.role in catalog.access.roles, where, f"role '{consumer.role}' is not in access.yml")
+        problems += _principal_problems(catalog, where, consumer.role, consumer.attributes)
         need(consumer.asset in (None, *catalog.datasets), where, f"asset '{consumer.asset}' is not a dataset")
         for key in consumer.depends_on:
             dataset = catalog.datasets.get(key)
             need(dataset is not None and dataset.published, f"{where}: depends_on", f"'{key}' is not a published dataset")
+    members: dict[str, str] = {}
+    for team_name, team in catalog.teams.items():
+        for member in team.members:
+            where = f"teams.yml: '{team_name}'.members.{member.email}"
+            if member.role is None:
+                need(not member.attributes, where, "attributes without a role")
+                continue
+            problems += _principal_problems(catalog, where, member.role, member.attributes)
+            need(member.email not in members and member.email not in catalog.consumers, where,
+                 f"principal '{member.email}' is defined twice (also {members.get(member.email, 'a consumer')}): "
+                 "give it a role in one place")
+            members[member.email] = f"team '{team_name}'"
     for category in catalog.access.masking:
         need(category in categories, f"access.yml: masking.{category}", "not a pii category in taxonomy.yml")
     for name, role in catalog.access.roles.items():
@@ -340,6 +356,23 @@ def reference_problems(catalog: Catalog) -> list[str]:
     for index, approval in enumerate(catalog.approvals, 1):
         need(approval.dataset in catalog.datasets, f"approvals.yml: entry {index}",
              f"dataset '{approval.dataset}' is not in the catalog")
+    return problems
+
+
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _principal_problems(catalog: Catalog, where: str, role_name: str, attributes: dict[str, str]) -> list[str]:
+    """A principal reads with a role of access.yml and has every attribute its row filter compares with."""
+    role = catalog.access.roles.get(role_name)
+    if role is None:
+        return [f"{where}: role '{role_name}' is not in access.yml"]
+    problems = [f"{where}: attribute '{name}' must be lowercase letters, digits and '_', with one short printable "
+                "value" for name, value in attributes.items()
+                if not ATTRIBUTE_NAME.fullmatch(name) or not value.isprintable() or not 0 < len(value) <= 200]
+    if role.row_filter and role.row_filter.attribute not in attributes:
+        problems.append(f"{where}: role '{role_name}' filters rows by the attribute '{role.row_filter.attribute}': "
+                        "give it under attributes")
     return problems
 
 

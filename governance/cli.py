@@ -6,14 +6,17 @@ Each verb has one subparser, a handler returning a JSON-able answer and, where a
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import sys
 from pathlib import Path
 
-from governance.access import AccessDenied, governed_query
+from governance.access import AccessDenied, governed_query, rotate_masking_secret
 from governance.catalog import CatalogError, load_catalog
 from governance.check_status import latest_check_status
 from governance.graph import load_asset_graph, load_manifest
+from governance.identity import DEFAULT_DAYS, IdentityError, issue_token, list_tokens, revoke_token
 from governance.impact import impact
 from governance.lineage import LineageError, events_path, load_events, render, trace
 from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
@@ -130,18 +133,59 @@ def _report(args: argparse.Namespace) -> dict:
     return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status)}
 
 
+def _repository_catalog(args: argparse.Namespace):
+    """Governed reads and tokens use the repository's catalog only: a caller's own policy file decides nothing."""
+    if Path(args.catalog).resolve() != CATALOG_DIR.resolve():
+        raise CatalogError(f"--catalog is for inspecting a catalog; `{args.command}` uses the repository's catalog "
+                           f"({CATALOG_DIR}) only")
+    return load_catalog()
+
+
+def _token_from(args: argparse.Namespace) -> str | None:
+    """The caller's token: from --token-file, else GOVERNANCE_TOKEN (never from the command line, which `ps` shows)."""
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text().strip()
+        except (OSError, UnicodeError) as error:
+            raise IdentityError(f"--token-file {args.token_file}: cannot be read ({type(error).__name__})") from None
+    return os.environ.get("GOVERNANCE_TOKEN")
+
+
 def _query(args: argparse.Namespace) -> dict:
-    attributes = {}
-    for item in args.attribute:
-        name, separator, value = item.partition("=")
-        if not separator:
-            raise CatalogError(f"--attribute '{item}': expected NAME=VALUE")
-        if name in attributes:
-            raise CatalogError(f"--attribute {name} given twice: one value per attribute")
-        attributes[name] = value
-    result = governed_query(args.role, args.sql, attributes=attributes, user=args.user, catalog=_catalog(args))
+    _repository_catalog(args)
+    result = governed_query(args.sql, token=_token_from(args))
     return {"columns": result.columns, "rows": [list(row) for row in result.rows], "datasets": result.datasets,
             "seconds": round(result.seconds, 3), "max_rows": args.max_rows}
+
+
+def _token_issue(args: argparse.Namespace) -> dict:
+    token, record = issue_token(_repository_catalog(args), args.principal, days=args.days, by=getpass.getuser())
+    return {**record, "token": token}
+
+
+def _token_issue_text(answer: dict) -> str:
+    return (f"token {answer['id']} for {answer['principal']} (role {answer['role']}), expires {answer['expires_at']}\n"
+            f"{answer['token']}\n(shown once: only its hash is kept. Hand it over as GOVERNANCE_TOKEN or a file.)")
+
+
+def _token_revoke(args: argparse.Namespace) -> dict:
+    return revoke_token(args.token_id, by=getpass.getuser())
+
+
+def _token_list(args: argparse.Namespace) -> dict:
+    return {"tokens": list_tokens()}
+
+
+def _token_list_text(answer: dict) -> str:
+    rows = [["id", "principal", "role", "state", "issued", "expires"]]
+    rows += [[t["id"], t["principal"], t["role"], t["state"], t["issued_at"], t["expires_at"]] for t in answer["tokens"]]
+    return _aligned(rows)
+
+
+def _keys_rotate(args: argparse.Namespace) -> dict:
+    return {"rotated": str(rotate_masking_secret()),
+            "effect": "every hash token changes for every audience; tokens handed out before cannot be linked to "
+                      "new ones; the warehouse is unchanged (masking happens at read time)"}
 
 
 def _query_text(answer: dict) -> str:
@@ -189,14 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="HTML file to write")
     report.set_defaults(handler=_report, render=_key_values)
 
-    query = commands.add_parser("query", help="run one SELECT as ROLE over the published datasets, audited")
-    query.add_argument("--role", required=True)
-    query.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE",
-                       help="reader attribute used by row filters, e.g. carrier=UA for partner_airline")
-    query.add_argument("--user", help="who is asking (default: the OS user), for the audit log")
+    query = commands.add_parser("query", help="run one SELECT over the published datasets as the principal of your "
+                                "token (GOVERNANCE_TOKEN or --token-file), audited")
+    query.add_argument("--token-file", help="file holding the token (default: the GOVERNANCE_TOKEN variable)")
     query.add_argument("--max-rows", type=int, default=50, help="rows shown as text (default: %(default)s)")
     query.add_argument("sql")
     query.set_defaults(handler=_query, render=_query_text)
+
+    token = commands.add_parser("token", help="issue, revoke and list the tokens principals read governed data with")
+    token_verbs = token.add_subparsers(dest="token_command", required=True)
+    issue = token_verbs.add_parser("issue", help="a new token for PRINCIPAL (a consumer, or a member's e-mail)")
+    issue.add_argument("principal")
+    issue.add_argument("--days", type=int, default=DEFAULT_DAYS, help="lifetime (default: %(default)s)")
+    issue.set_defaults(handler=_token_issue, render=_token_issue_text)
+    revoke = token_verbs.add_parser("revoke", help="revoke the token TOKEN_ID (governance token list)")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(handler=_token_revoke, render=_key_values)
+    token_verbs.add_parser("list", help="every token: id, principal, role, state (never the token)").set_defaults(
+        handler=_token_list, render=_token_list_text)
+
+    keys = commands.add_parser("keys", help="the masking secret hash tokens are keyed with")
+    keys_verbs = keys.add_subparsers(dest="keys_command", required=True)
+    keys_verbs.add_parser("rotate", help="replace it: every hash token changes").set_defaults(
+        handler=_keys_rotate, render=_key_values)
 
     provenance = commands.add_parser("trace", help="the runs, input versions and landing files behind a version "
                                      "of DATASET (a prediction: the model version that scored it)")
@@ -214,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         answer = args.handler(args)
     except Failed as failure:
         answer, status = failure.answer, 1
-    except (CatalogError, AccessDenied, LineageError) as error:
+    except (CatalogError, AccessDenied, IdentityError, LineageError) as error:
         print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2, default=str) if args.json else args.render(answer))

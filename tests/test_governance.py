@@ -107,6 +107,17 @@ def test_the_delay_model_consumer_lists_what_the_model_really_reads():
      "roles.ml_service.datasets.ml/flight_delay_predictions: row_filtered needs the role's row_filter"),
     ("access.yml", lambda d: d["masking"].update(email={"rule": "keep_last"}),
      "access.yml: 'masking.email': keep: Value error|'keep' is required by keep_last"),
+    ("consumers.yml", lambda d: d["ua-partner-feed"].__delitem__("attributes"),
+     "consumers.yml: 'ua-partner-feed': role 'partner_airline' filters rows by the attribute 'carrier'"),
+    ("consumers.yml", lambda d: d["aa-partner-feed"].update(attributes={"Carrier": "AA\n"}),
+     "consumers.yml: 'aa-partner-feed': attribute 'Carrier' must be lowercase"),
+    ("teams.yml", lambda d: d["ml-platform"]["members"][0].update(role="superuser"),
+     "teams.yml: 'ml-platform'.members.priya.nair@example.com: role 'superuser' is not in access.yml"),
+    ("teams.yml", lambda d: d["ml-platform"]["members"][0].update(role=None, attributes={"carrier": "UA"}),
+     "members.priya.nair@example.com: attributes without a role"),
+    ("teams.yml", lambda d: d["partnerships"]["members"].append(
+        {"name": "Maria Lopez", "email": "maria.lopez@example.com", "role": "analyst"}),
+     "principal 'maria.lopez@example.com' is defined twice"),
     ("approvals.yml", lambda d: d.append({"dataset": "marts/nothing", "column": "x", "change": "removed",
                                           "approved_by": "a", "approved_on": "2013-01-01", "reason": "r"}),
      "approvals.yml: entry 1: dataset 'marts/nothing' is not in the catalog"),
@@ -132,7 +143,8 @@ def test_governance_never_imports_dagster():
 # --- consumers, impact, access matrix ---------------------------------------------------------------------
 
 def test_consumers_of_a_dataset(capsys):
-    assert set(CATALOG.consumers_of("marts/flights")) == {"ops-delay-dashboard", "passenger-delay-notifications"}
+    assert set(CATALOG.consumers_of("marts/flights")) == {"ops-delay-dashboard", "passenger-delay-notifications",
+                                                          "ua-partner-feed", "aa-partner-feed"}
     assert governance_main(["--json", "consumers", "flight_delay_predictions"]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert {c["consumer"] for c in answer["consumers"]} == {"ops-delay-dashboard", "passenger-delay-notifications"}
@@ -144,8 +156,9 @@ def test_impact_lists_every_downstream_asset_and_consumer_with_whom_to_notify():
     assert [d["dataset"] for d in result.downstream] == [
         "staging/stg_bookings__bookings", "intermediate/int_bookings__validated",
         "marts/bookings", "marts/bookings_quarantine"]
-    assert [c.name for c in result.consumers] == ["passenger-delay-notifications"]
-    assert [n.team for n in result.notify] == ["team:passenger-data", "team:customer-experience"]
+    assert [c.name for c in result.consumers] == ["passenger-delay-notifications", "ua-partner-feed",
+                                                  "aa-partner-feed"]
+    assert [n.team for n in result.notify] == ["team:passenger-data", "team:customer-experience", "team:partnerships"]
     assert result.notify[1].on_call == "cx-oncall@example.com"
     everything = impact(CATALOG, load_asset_graph(), "raw/flights")
     assert {c.name for c in everything.consumers} == set(CATALOG.consumers)
@@ -159,7 +172,8 @@ def test_impact_of_a_column_keeps_only_the_direct_consumers_that_read_it(capsys)
     assert governance_main(["--json", "impact", "marts/flights", "--column", "arr_delay"]) == 0
     answer = json.loads(capsys.readouterr().out)
     direct = {c["name"] for c in answer["consumers"] if c["via"] == "marts/flights"}
-    assert direct == {"ops-delay-dashboard"}  # passenger-delay-notifications reads flights, but not arr_delay
+    # passenger-delay-notifications reads flights, but not arr_delay
+    assert direct == {"ops-delay-dashboard", "ua-partner-feed", "aa-partner-feed"}
     # no column-level lineage: everything downstream and its consumers stay listed
     assert {d["dataset"] for d in answer["downstream"]} == {"marts/flight_features", "ml/delay_model",
                                                           "ml/flight_delay_predictions", "ml/flight_delay_drift",
@@ -241,7 +255,9 @@ def test_a_removed_column_that_a_consumer_reads_fails_validate_unless_approved(g
     breaking = [line for line in result.stdout.splitlines() if line.startswith("problem: BREAKING")]
     assert breaking == [
         "problem: BREAKING: marts/flights.arr_delay removed [warehouse] breaks ops-delay-dashboard (owner "
-        "team:operations-control, sam.okafor@example.com, on call ops-control-oncall@example.com); restore the "
+        "team:operations-control, sam.okafor@example.com, on call ops-control-oncall@example.com); ua-partner-feed "
+        "(owner team:partnerships, noor.haddad@example.com, on call partnerships-oncall@example.com); aa-partner-feed "
+        "(owner team:partnerships, noor.haddad@example.com, on call partnerships-oncall@example.com); restore the "
         "column or record the consumers' agreement in approvals.yml"]
     approved = _run_validate(governed_warehouse["path"].parent.parent,
                              _catalog_copy(tmp_path, "approvals.yml", _approve("removed", "arr_delay")))
@@ -308,7 +324,7 @@ def test_deprecated_datasets_past_their_sunset_fail_while_consumers_read_them(tm
 
 def test_consumers_must_be_able_to_read_what_they_depend_on(tmp_path):
     def as_partner(consumers):
-        consumers["ops-delay-dashboard"]["role"] = "partner_airline"
+        consumers["ops-delay-dashboard"].update(role="partner_airline", attributes={"carrier": "UA"})
 
     catalog = _load(_catalog_copy(tmp_path, "consumers.yml", as_partner))
     problems = validate(catalog, load_asset_graph(), None, Path("/x"), DBT_EXPOSURES).problems

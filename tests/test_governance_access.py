@@ -8,11 +8,13 @@ import duckdb
 import pandas as pd
 import pytest
 
-from governance.access import AccessDenied, governed_query, masking_key, query_references
+from governance.access import AccessDenied, masking_key, query_as, query_references
 from governance.audit import audit_log_path, read_audit_log
 from governance.catalog import load_catalog
 from governance.cli import main as governance_main
+from governance.identity import Principal, principals
 from governance.policy import decide
+from governed import principal_of, read, token_for
 
 CATALOG = load_catalog()
 PII_COLUMNS = [(key, name) for key, dataset in CATALOG.datasets.items() if dataset.published
@@ -49,9 +51,9 @@ def test_each_pii_column_reaches_each_role_only_as_its_policy_says(governed_ware
     decision = decide(CATALOG, role, key)
     if not decision.allowed:
         with pytest.raises(AccessDenied, match="may not read|not granted"):
-            governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+            read(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
         return
-    everything = governed_query(role, f"SELECT * FROM {table}", attributes=ATTRIBUTES)
+    everything = read(role, f"SELECT * FROM {table}", attributes=ATTRIBUTES)
     if decision.row_filter:
         carriers = {row[everything.columns.index("carrier")] for row in everything.rows}
         assert carriers == {ATTRIBUTES["carrier"]}
@@ -61,10 +63,10 @@ def test_each_pii_column_reaches_each_role_only_as_its_policy_says(governed_ware
         assert column not in everything.columns
         assert _leaks(values, _flatten(everything)) == []
         with pytest.raises(AccessDenied, match=f"column {column}") as refused:
-            governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+            read(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
         assert _leaks(values, [str(refused.value)]) == []
         return
-    selected = governed_query(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
+    selected = read(role, f"SELECT {column} FROM {table}", attributes=ATTRIBUTES)
     shown = [row[0] for row in selected.rows]
     if access == "full":
         assert set(shown) <= set(values) and len(shown) == len(everything.rows)
@@ -75,7 +77,7 @@ def test_each_pii_column_reaches_each_role_only_as_its_policy_says(governed_ware
     assert _leaks(values, _flatten(everything)) == []
     assert _leaks(values, _flatten(selected)) == []
     # nor in derived forms: aggregates, concatenation, text functions
-    derived = governed_query(role, f"SELECT string_agg(CAST({column} AS VARCHAR), ','), min({column}), "
+    derived = read(role, f"SELECT string_agg(CAST({column} AS VARCHAR), ','), min({column}), "
                              f"max({column}), upper(CAST(min({column}) AS VARCHAR)) FROM {table}", attributes=ATTRIBUTES)
     assert _leaks(values, _flatten(derived)) == []
     rule = decision.columns[column].masking.rule
@@ -94,24 +96,24 @@ def test_each_pii_column_reaches_each_role_only_as_its_policy_says(governed_ware
 def test_masked_values_cannot_be_probed_with_a_known_value(governed_warehouse):
     email = governed_warehouse["pii"]["marts/bookings"]["email"][0]
     probe = f"SELECT count(*) FROM marts.bookings WHERE email = '{email}' OR lower(email) LIKE '%{email[:6]}%'"
-    assert governed_query("data_engineer", probe).rows == [(1,)]
-    assert governed_query("analyst", probe).rows == [(0,)]
+    assert read("data_engineer", probe).rows == [(1,)]
+    assert read("analyst", probe).rows == [(0,)]
 
 
 def test_hash_tokens_are_stable_and_keyed(governed_warehouse, data_dir):
-    first = governed_query("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
-    second = governed_query("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
+    first = read("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
+    second = read("analyst", "SELECT email FROM bookings ORDER BY booking_id").rows
     assert first == second  # the same passenger keeps the same token, so analysts can count and join
     key_file = data_dir / "governance" / "masking_key"
     assert key_file.stat().st_mode & 0o077 == 0
     assert key_file.read_text().strip() not in json.dumps(first)
-    assert masking_key(data_dir, json.dumps(["analyst", []])) not in json.dumps(first)
+    assert masking_key(data_dir, principals(CATALOG)[principal_of("analyst")].audience) not in json.dumps(first)
 
 
 def test_two_readers_tokens_of_the_same_passenger_cannot_be_joined(governed_warehouse):
     query = "SELECT booking_id, email FROM bookings ORDER BY booking_id"
-    analyst = dict(governed_query("analyst", query).rows)
-    partners = {carrier: dict(governed_query("partner_airline", query, attributes={"carrier": carrier}).rows)
+    analyst = dict(read("analyst", query).rows)
+    partners = {carrier: dict(read("partner_airline", query, attributes={"carrier": carrier}).rows)
                 for carrier in governed_warehouse["carriers"]}
     for carrier, tokens in partners.items():
         assert tokens and all(analyst[booking] != token for booking, token in tokens.items()), carrier
@@ -134,36 +136,36 @@ def test_the_masking_secret_is_created_once_whole_under_concurrent_first_use(dat
 def test_an_empty_or_malformed_masking_secret_refuses_masked_reads(governed_warehouse, data_dir, content):
     (data_dir / "governance").mkdir(exist_ok=True)
     (data_dir / "governance" / "masking_key").write_text(content)
+    (data_dir / "governance" / "masking_key").chmod(0o600)
     with pytest.raises(AccessDenied, match="masking secret is empty or malformed"):
-        governed_query("analyst", "SELECT email FROM bookings")
+        read("analyst", "SELECT email FROM bookings")
     assert read_audit_log()[-1]["decision"] == "deny"
-    assert governed_query("data_engineer", "SELECT email FROM bookings").rows  # nothing masked: nothing keyed
+    assert read("data_engineer", "SELECT email FROM bookings").rows  # nothing masked: nothing keyed
 
 
 def test_unknown_roles_are_denied_and_audited(governed_warehouse):
+    intern = Principal("intern@example.com", "member", "intern", {}, "team:interns")
     with pytest.raises(AccessDenied, match="unknown role 'intern': denied by default"):
-        governed_query("intern", "SELECT flight_id FROM marts.flights")
+        query_as(CATALOG, intern, "SELECT flight_id FROM marts.flights")
     record = read_audit_log()[-1]
-    assert (record["role"], record["decision"]) == ("intern", "deny")
+    assert (record["principal"], record["role"], record["decision"]) == ("intern@example.com", "intern", "deny")
 
 
 def test_unclassified_columns_are_denied(governed_warehouse):
     with duckdb.connect(str(governed_warehouse["path"])) as connection:
         connection.execute("ALTER TABLE marts.bookings ADD COLUMN passport_number VARCHAR DEFAULT 'X1234567'")
-    everything = governed_query("data_engineer", "SELECT * FROM marts.bookings")
+    everything = read("data_engineer", "SELECT * FROM marts.bookings")
     assert "passport_number" not in everything.columns
     assert "X1234567" not in json.dumps(everything.rows, default=str)
     with pytest.raises(AccessDenied, match="passport_number .*unclassified"):
-        governed_query("data_engineer", "SELECT passport_number FROM marts.bookings")
+        read("data_engineer", "SELECT passport_number FROM marts.bookings")
 
 
 def test_unpublished_and_ungranted_datasets_are_denied(governed_warehouse):
     with pytest.raises(AccessDenied, match="not granted"):
-        governed_query("ml_service", "SELECT * FROM marts.bookings")
+        read("ml_service", "SELECT * FROM marts.bookings")
     with pytest.raises(AccessDenied, match="denied by its grant"):
-        governed_query("analyst", "SELECT * FROM marts.bookings_quarantine")
-    with pytest.raises(AccessDenied, match="needs|filtered by the reader's 'carrier'"):
-        governed_query("partner_airline", "SELECT count(*) FROM marts.flights")
+        read("analyst", "SELECT * FROM marts.bookings_quarantine")
 
 
 ESCAPES = {
@@ -209,7 +211,7 @@ def test_escape_routes_are_closed_and_audited(governed_warehouse, data_dir, rout
                                 warehouse=governed_warehouse["path"], data=data_dir)
     before = len(read_audit_log())
     with pytest.raises(AccessDenied) as denied:
-        governed_query("analyst", sql)
+        read("analyst", sql)
     emails = governed_warehouse["pii"]["marts/bookings"]["email"]
     assert _leaks(emails, [str(denied.value)]) == []
     records = read_audit_log()
@@ -218,16 +220,16 @@ def test_escape_routes_are_closed_and_audited(governed_warehouse, data_dir, rout
 
 
 def test_system_tables_show_only_the_roles_copy(governed_warehouse, data_dir):
-    result = governed_query("analyst", "SELECT database_name, path FROM duckdb_databases()")
+    result = read("analyst", "SELECT database_name, path FROM duckdb_databases()")
     assert str(governed_warehouse["path"]) not in json.dumps(result.rows)
-    tables = governed_query("analyst", "SELECT schema_name, table_name, sql FROM duckdb_tables()")
+    tables = read("analyst", "SELECT schema_name, table_name, sql FROM duckdb_tables()")
     assert {(s, t) for s, t, _ in tables.rows} <= {("marts", "bookings")}  # nothing was named: nothing copied
-    named = governed_query("analyst", "SELECT sql FROM duckdb_views() UNION ALL SELECT sql FROM duckdb_tables() "
+    named = read("analyst", "SELECT sql FROM duckdb_views() UNION ALL SELECT sql FROM duckdb_tables() "
                            "UNION ALL SELECT email FROM marts.bookings")
     assert (data_dir / "governance" / "masking_key").read_text() not in json.dumps(named.rows)
-    assert masking_key(data_dir, json.dumps(["analyst", []])) not in json.dumps(named.rows)
+    assert masking_key(data_dir, principals(CATALOG)[principal_of("analyst")].audience) not in json.dumps(named.rows)
     assert str(governed_warehouse["path"]) not in json.dumps(named.rows)
-    settings = governed_query("analyst", "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'")
+    settings = read("analyst", "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'")
     assert settings.rows == [("false",)]
 
 
@@ -235,7 +237,8 @@ def test_the_sandbox_holds_even_for_statements_the_parser_would_refuse(governed_
     """Second wall: were the SELECT-only check bypassed, the sandbox itself refuses files and settings."""
     from governance.access import _sandbox
 
-    sandbox = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT * FROM bookings"), {}, None)
+    sandbox = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT * FROM bookings"), {}, None,
+                       audience="consumer:ops-delay-dashboard")
     leaked = pd.DataFrame({"email": governed_warehouse["pii"]["marts/bookings"]["email"]})  # noqa: F841
     with sandbox.database as database:
         assert set(sandbox.held) == {"marts/bookings"}
@@ -252,22 +255,24 @@ def test_the_sandbox_holds_even_for_statements_the_parser_would_refuse(governed_
 
 def test_queries_that_scan_a_dataset_twice_run_on_copies(governed_warehouse):
     rows = governed_warehouse["rows"]
-    assert governed_query("analyst", "SELECT count(*) FROM bookings a JOIN bookings b USING (booking_id)").rows == [
+    assert read("analyst", "SELECT count(*) FROM bookings a JOIN bookings b USING (booking_id)").rows == [
         (rows,)]
-    twice = governed_query("analyst", "SELECT (SELECT count(*) FROM bookings) + (SELECT count(email) FROM bookings)")
+    twice = read("analyst", "SELECT (SELECT count(*) FROM bookings) + (SELECT count(email) FROM bookings)")
     assert twice.rows == [(2 * rows,)]
-    assert governed_query("analyst", "SELECT count(*) FROM bookings LIMIT 1").rows == [(rows,)]
+    assert read("analyst", "SELECT count(*) FROM bookings LIMIT 1").rows == [(rows,)]
 
 
 def test_every_read_appends_one_audit_record(governed_warehouse, data_dir):
     assert read_audit_log() == []
-    governed_query("partner_airline", "SELECT f.flight_id, b.email FROM flights f JOIN bookings b USING (flight_id)",
-                   attributes={"carrier": "AA"}, user="ana@partner.example")
+    read("partner_airline", "SELECT f.flight_id, b.email FROM flights f JOIN bookings b USING (flight_id)",
+         attributes={"carrier": "AA"})
     with pytest.raises(AccessDenied):
-        governed_query("partner_airline", "SELECT passenger_name FROM bookings", attributes={"carrier": "AA"})
+        read("partner_airline", "SELECT passenger_name FROM bookings", attributes={"carrier": "AA"})
     allowed, denied = read_audit_log()
     assert audit_log_path().parent == data_dir / "governance" and "audit" in audit_log_path().name
-    assert allowed["user"] == "ana@partner.example" and allowed["role"] == "partner_airline"
+    assert allowed["principal"] == "aa-partner-feed" and allowed["role"] == "partner_airline"
+    assert allowed["token_id"] == token_for("aa-partner-feed").split("_")[1]
+    assert allowed["catalog"].startswith("sha256:") and len(allowed["catalog"]) == 71
     assert allowed["decision"] == "allow" and allowed["attributes"] == {"carrier": "AA"}
     assert allowed["datasets"] == ["marts/flights", "marts/bookings"]
     assert allowed["columns"] == {"marts/flights": ["flight_id"], "marts/bookings": ["flight_id", "email"]}
@@ -276,19 +281,24 @@ def test_every_read_appends_one_audit_record(governed_warehouse, data_dir):
     assert denied["datasets"] == ["marts/bookings"]
 
 
-def test_cli_query_prints_the_governed_result_and_refuses_in_one_line(governed_warehouse, capsys):
-    assert governance_main(["--json", "query", "--role", "analyst", "SELECT * FROM marts.bookings"]) == 0
+def test_cli_query_prints_the_governed_result_and_refuses_in_one_line(governed_warehouse, capsys, monkeypatch,
+                                                                    tmp_path):
+    monkeypatch.setenv("GOVERNANCE_TOKEN", token_for(principal_of("analyst")))
+    assert governance_main(["--json", "query", "SELECT * FROM marts.bookings"]) == 0
     out = capsys.readouterr().out
     for column, values in governed_warehouse["pii"]["marts/bookings"].items():
         assert _leaks(values, [out]) == [], column
     assert len(json.loads(out)["rows"]) == governed_warehouse["rows"]
-    assert governance_main(["query", "--role", "customer_care", "SELECT passenger_name FROM bookings LIMIT 1"]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == governed_warehouse["pii"]["marts/bookings"]["passenger_name"][0]
-    assert governance_main(["query", "--role", "analyst", "SELECT * FROM raw.bookings"]) == 1
+    assert governance_main(["query", "SELECT * FROM raw.bookings"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not a published dataset" in error
-    assert governance_main(["query", "--role", "partner_airline", "--attribute", "carrier=UA",
-                            "SELECT DISTINCT carrier FROM flights"]) == 0
+    token_file = tmp_path / "token"
+    token_file.write_text(token_for(principal_of("customer_care")) + "\n")
+    assert governance_main(["query", "--token-file", str(token_file),
+                            "SELECT passenger_name FROM bookings LIMIT 1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == governed_warehouse["pii"]["marts/bookings"]["passenger_name"][0]
+    monkeypatch.setenv("GOVERNANCE_TOKEN", token_for("ua-partner-feed"))
+    assert governance_main(["query", "SELECT DISTINCT carrier FROM flights"]) == 0
     assert capsys.readouterr().out.splitlines()[1].strip() == "UA"
 
 
@@ -317,10 +327,10 @@ def test_governed_queries_on_the_real_pipeline_warehouse(pipeline_run):
         stored = connection.execute("SELECT passenger_name, email, phone_e164, date_of_birth, loyalty_number "
                                     "FROM marts.bookings USING SAMPLE 300 ROWS").fetchall()
         ua_rows = connection.execute("SELECT count(*) FROM marts.bookings WHERE carrier = 'UA'").fetchall()[0][0]
-    analyst = governed_query("analyst", "SELECT * FROM marts.bookings", data_dir=folder)
+    analyst = read("analyst", "SELECT * FROM marts.bookings", data_dir=folder)
     cells = {str(cell) for row in analyst.rows for cell in row}
     assert not {str(value) for row in stored for value in row if value is not None} & cells
-    partner = governed_query("partner_airline", "SELECT carrier, count(*) FROM marts.bookings GROUP BY carrier",
+    partner = read("partner_airline", "SELECT carrier, count(*) FROM marts.bookings GROUP BY carrier",
                              attributes={"carrier": "UA"}, data_dir=folder)
     assert partner.rows == [("UA", ua_rows)]
     result = validate(CATALOG, load_asset_graph(), load_manifest(), pipeline_run["settings"].warehouse_path,
@@ -332,8 +342,10 @@ def test_governed_queries_on_the_real_pipeline_warehouse(pipeline_run):
 @pytest.mark.parametrize("attributes", [{"carrier": ["UA", "AA"]}, {"carrier": 5}, {"carrier": "U\udcffA"},
                                         {"carrier": "UA\nAA"}, {"Carrier": "UA"}, ["carrier", "UA"]])
 def test_malformed_attributes_are_denied_audited_and_not_echoed(governed_warehouse, attributes):
+    """Attributes come from the catalog, which refuses these; a principal built in code with them is still denied."""
+    partner = Principal("partner", "consumer", "partner_airline", attributes, "consumer:partner")
     with pytest.raises(AccessDenied) as denied:
-        governed_query("partner_airline", "SELECT booking_id FROM bookings", attributes=attributes)
+        query_as(CATALOG, partner, "SELECT booking_id FROM bookings")
     assert "AA" not in str(denied.value) and "UA" not in str(denied.value)
     assert read_audit_log()[-1]["decision"] == "deny"
 
@@ -341,13 +353,139 @@ def test_malformed_attributes_are_denied_audited_and_not_echoed(governed_warehou
 def test_a_query_that_breaks_the_parser_is_denied_and_audited(governed_warehouse):
     deep = "SELECT " + "(" * 20000 + "1" + ")" * 20000
     with pytest.raises(AccessDenied, match="does not parse|could not be run safely"):
-        governed_query("analyst", deep)
+        read("analyst", deep)
     assert read_audit_log()[-1]["decision"] == "deny"
 
 
-def test_an_attribute_given_twice_on_the_command_line_is_refused(governed_warehouse, capsys):
-    from governance.cli import main
+# --- identity: the principal and its role come from the catalog, authenticated by an issued token ---
 
-    code = main(["query", "--role", "partner_airline", "--attribute", "carrier=UA", "--attribute", "carrier=AA",
-                 "SELECT booking_id FROM bookings"])
-    assert code != 0 and "--attribute carrier given twice" in capsys.readouterr().err
+def _denied(token, data_dir) -> str:
+    with pytest.raises(AccessDenied) as denied:
+        from governance.access import governed_query
+
+        governed_query("SELECT flight_id FROM marts.flights", token=token, data_dir=data_dir)
+    record = read_audit_log(data_dir)[-1]
+    assert record["decision"] == "deny" and record["sql"] == "SELECT flight_id FROM marts.flights"
+    assert not isinstance(token, str) or not token or token not in json.dumps(read_audit_log(data_dir)) + str(denied.value)
+    return str(denied.value)
+
+
+def test_a_read_without_a_valid_token_is_denied_and_audited(governed_warehouse, data_dir):
+    from governance.identity import issue_token, revoke_token, tokens_path
+
+    assert "no token" in _denied(None, data_dir) and "no token" in _denied("", data_dir)
+    real = token_for("ops-delay-dashboard", data_dir)
+    token_id = real.split("_")[1]
+    forged = real[:-4] + ("AAAA" if not real.endswith("AAAA") else "BBBB")  # the right id, the wrong secret
+    assert "not one this platform issued" in _denied(forged, data_dir)
+    assert "not one this platform issued" in _denied(f"gvt_{'0' * 12}_{real.split('_', 2)[2]}", data_dir)
+    for malformed in ["analyst", "data_engineer", real + "x", real.replace("gvt_", "gvt-"), "gvt_" + "é" * 56,
+                      real + "\n" + real, {"role": "data_engineer"}]:
+        assert "malformed" in _denied(malformed, data_dir)
+    records = json.loads(tokens_path(data_dir).read_text())
+    assert records[0]["sha256"] != real and real not in tokens_path(data_dir).read_text()  # stored hashed only
+    assert tokens_path(data_dir).stat().st_mode & 0o077 == 0
+
+    revoke_token(token_id, data_dir=data_dir)
+    assert f"token {token_id} is revoked" in _denied(real, data_dir)
+    short, _ = issue_token(CATALOG, "ops-delay-dashboard", days=1, data_dir=data_dir)
+    stored = json.loads(tokens_path(data_dir).read_text())
+    stored[-1]["expires_at"] = "2020-01-01T00:00:00+00:00"
+    tokens_path(data_dir).write_text(json.dumps(stored))
+    assert "is expired" in _denied(short, data_dir)
+    ghost, _ = issue_token(CATALOG, "delay-model", data_dir=data_dir)
+    stored = json.loads(tokens_path(data_dir).read_text())
+    stored[-1]["principal"] = "retired-dashboard"  # a principal since removed from the catalog
+    tokens_path(data_dir).write_text(json.dumps(stored))
+    assert "no longer a principal" in _denied(ghost, data_dir)
+    tokens_path(data_dir).write_text("{not json")
+    assert "token store cannot be read" in _denied(token_for("ops-delay-dashboard", data_dir), data_dir)
+
+
+def test_the_role_and_attributes_come_from_the_catalog_not_the_caller(governed_warehouse, data_dir, capsys,
+                                                                        monkeypatch, tmp_path):
+    monkeypatch.setenv("GOVERNANCE_TOKEN", token_for("ua-partner-feed", data_dir))
+    for spoof in (["--role", "data_engineer"], ["--attribute", "carrier=AA"], ["--user", "anna.berg@example.com"]):
+        with pytest.raises(SystemExit):  # these options no longer exist: nothing to talk around
+            governance_main(["query", *spoof, "SELECT DISTINCT carrier FROM bookings"])
+    assert governance_main(["query", "SELECT DISTINCT carrier FROM bookings"]) == 0
+    assert capsys.readouterr().out.split()[1] == "UA"
+    # a policy file of the caller's own (making the partner a data engineer) is refused for governed reads
+    own = tmp_path / "catalog"
+    own.mkdir()
+    for path in CATALOG.directory.glob("*.yml"):
+        (own / path.name).write_text(path.read_text().replace("role: partner_airline", "role: data_engineer"))
+    assert governance_main(["--catalog", str(own), "query", "SELECT passenger_name FROM bookings"]) == 1
+    assert "uses the repository's catalog" in capsys.readouterr().err
+    assert governance_main(["--catalog", str(own), "token", "issue", "ua-partner-feed"]) == 1
+    capsys.readouterr()
+    # the audit records who read, with which token, under which catalog
+    record = read_audit_log(data_dir)[-1]
+    assert record["principal"] == "ua-partner-feed" and record["attributes"] == {"carrier": "UA"}
+    from governance.identity import catalog_digest
+
+    assert record["catalog"] == catalog_digest(CATALOG)
+
+
+def test_tokens_are_issued_listed_and_revoked_from_the_command_line(data_dir, capsys):
+    assert governance_main(["token", "issue", "sam.okafor@example.com", "--days", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    token = lines[1]
+    assert lines[0].startswith("token ") and "sam.okafor@example.com (role analyst)" in lines[0]
+    token_id = token.split("_")[1]
+    assert governance_main(["--json", "token", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)["tokens"]
+    assert [(t["id"], t["principal"], t["state"]) for t in listed] == [(token_id, "sam.okafor@example.com", "active")]
+    assert token not in json.dumps(listed) and "sha256" not in listed[0]
+    assert governance_main(["token", "revoke", token_id]) == 0
+    capsys.readouterr()
+    assert governance_main(["token", "list"]) == 0
+    assert "revoked" in capsys.readouterr().out
+    for refused in (["token", "issue", "nobody@example.com"], ["token", "issue", "sam.okafor@example.com", "--days",
+                                                                 "0"], ["token", "revoke", "000000000000"]):
+        assert governance_main(refused) == 1
+        assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_each_external_principal_gets_its_own_hash_tokens_and_rotation_changes_them(governed_warehouse, data_dir):
+    query = "SELECT booking_id, email FROM bookings ORDER BY booking_id"
+    dashboard = dict(read("analyst", query).rows)
+    sam = dict(governed_query_as("sam.okafor@example.com", query).rows)
+    noor = dict(governed_query_as("noor.haddad@example.com", query).rows)
+    assert dashboard.keys() == sam.keys() == noor.keys()
+    assert all(len({dashboard[b], sam[b], noor[b]}) == 3 for b in dashboard)  # three audiences, three tokens each
+    lars = dict(governed_query_as("lars.holm@example.com", query).rows)  # a team shares its tokens
+    priya = governed_query_as("priya.nair@example.com", query).rows  # same team, role data_engineer: in clear
+    assert lars != sam and sorted(v for _, v in priya) == sorted(governed_warehouse["pii"]["marts/bookings"]["email"])
+
+    from governance.access import rotate_masking_secret
+
+    before = (data_dir / "governance" / "masking_key").read_text()
+    assert governance_main(["keys", "rotate"]) == 0
+    after = (data_dir / "governance" / "masking_key").read_text()
+    assert after != before and len(after) == 64 and (data_dir / "governance" / "masking_key").stat().st_mode & 0o077 == 0
+    rotated = dict(read("analyst", query).rows)
+    assert rotated.keys() == dashboard.keys() and not set(rotated.values()) & set(dashboard.values())
+    assert rotate_masking_secret(data_dir) and dict(read("analyst", query).rows) != rotated
+    assert not list((data_dir / "governance").glob(".masking_key.*"))
+
+
+def governed_query_as(principal: str, sql: str):
+    from governance.access import governed_query
+
+    return governed_query(sql, token=token_for(principal))
+
+
+def test_a_masking_secret_others_can_read_or_nobody_can_read_refuses_masked_reads(governed_warehouse, data_dir):
+    read("analyst", "SELECT email FROM bookings")
+    secret = data_dir / "governance" / "masking_key"
+    secret.chmod(0o644)
+    with pytest.raises(AccessDenied, match="readable by others"):
+        read("analyst", "SELECT email FROM bookings")
+    secret.chmod(0o600)
+    secret.unlink()
+    secret.mkdir()  # unreadable as a file
+    with pytest.raises(AccessDenied, match="cannot be read"):
+        read("analyst", "SELECT email FROM bookings")
+    assert [r["decision"] for r in read_audit_log()[-2:]] == ["deny", "deny"]
+    assert read("data_engineer", "SELECT email FROM bookings").rows  # nothing masked: nothing keyed
