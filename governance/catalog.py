@@ -105,11 +105,37 @@ class Lifecycle(_Entry):
         return self
 
 
+OtherRows = Literal["all_rows"] | list[str]
+
+
 class Column(_Entry):
     type: str | None = None  # DuckDB type; required for published datasets (their contract)
     classification: str
     pii: str | None = None
     description: str | None = None
+    # When the value depends on other rows than its own: every row ('all_rows') or the rows that share this
+    # row's values of the listed columns. A row filter on a column not listed leaves some of those rows out,
+    # so its readers could recover them: computed_over (a window, an aggregate, a join to other rows) is
+    # denied to them, sequence_over (an identifier numbered over those rows) reaches them as a keyed hash.
+    computed_over: OtherRows | None = None
+    sequence_over: OtherRows | None = None
+
+    @model_validator(mode="after")
+    def _other_rows_named_once(self) -> Column:
+        if self.computed_over is not None and self.sequence_over is not None:
+            raise ValueError("a column is computed_over or sequence_over other rows, not both")
+        if self.other_rows == []:
+            raise ValueError("name the columns the rows share, or write all_rows")
+        return self
+
+    @property
+    def other_rows(self) -> OtherRows | None:
+        """The rows its value depends on besides its own (see computed_over), or None."""
+        return self.computed_over if self.computed_over is not None else self.sequence_over
+
+    def crosses_row_filter(self, filter_column: str) -> bool:
+        """Its value depends on rows that a filter on `filter_column` leaves out."""
+        return self.other_rows is not None and (self.other_rows == "all_rows" or filter_column not in self.other_rows)
 
 
 class Dataset(_Entry):
@@ -323,6 +349,10 @@ def reference_problems(catalog: Catalog) -> list[str]:
             if dataset.classification in levels:
                 need(levels.index(column.classification) <= levels.index(dataset.classification), at,
                      f"classified {column.classification}, above its dataset ({dataset.classification})")
+            if isinstance(column.other_rows, list):
+                need(set(column.other_rows) <= set(dataset.columns), at,
+                     f"{'computed_over' if column.computed_over else 'sequence_over'} names "
+                     f"{sorted(set(column.other_rows) - set(dataset.columns))}, not columns of {key}")
             if column.pii is not None:
                 category = categories.get(column.pii)
                 need(category is not None, at, f"pii category '{column.pii}' is not in taxonomy.yml")
@@ -394,6 +424,12 @@ def _role_problems(catalog: Catalog, name: str, role: Role, levels: list[str]) -
             elif role.row_filter.column not in dataset.columns:
                 problems.append(f"{where}.datasets.{key}: row_filtered, but the dataset has no column "
                                 f"'{role.row_filter.column}' to filter on")
+            else:
+                problems += [f"{where}.datasets.{key}.columns.{column_name}: full access to a column computed over "
+                             f"rows outside the row filter on {role.row_filter.column}; deny it instead"
+                             for column_name, access in grant.columns.items() if access == "full"
+                             and column_name in dataset.columns
+                             and dataset.columns[column_name].crosses_row_filter(role.row_filter.column)]
         for column_name, access in grant.columns.items():
             at = f"{where}.datasets.{key}.columns.{column_name}"
             column = dataset.columns.get(column_name)

@@ -101,7 +101,11 @@ def _access_text(answer: dict) -> str:
     table = [["", *roles],
              ["rows", *(r["row_filter"] or ("all" if r["dataset"].startswith("allowed") else "denied") for r in roles.values())]]
     table += [[column, *(r["columns"][column] for r in roles.values())] for column in answer["columns"]]
-    return f"access to {answer['dataset']} (role x column)\n" + _aligned(table)
+    crossing = [f"  {role} {column}: {reason}" for role, r in roles.items()
+                for column, reason in r["crossing_row_filter"].items()]
+    if crossing:
+        crossing.insert(0, "columns that depend on rows outside a role's row filter:")
+    return "\n".join([f"access to {answer['dataset']} (role x column)", _aligned(table), *crossing])
 
 
 def _aligned(table: list[list[str]]) -> str:

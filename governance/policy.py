@@ -9,15 +9,22 @@ from dataclasses import dataclass
 from governance.catalog import Catalog, Column, MaskingRule, RowFilter
 
 
+# An identifier numbered over rows outside a reader's row filter keeps only its identity: a keyed hash is the one
+# rule that hides the order and the gaps and still joins (the same value, the same token, in one reader's query).
+SEQUENCE_MASKING = MaskingRule(rule="hash")
+
+
 @dataclass(frozen=True)
 class ColumnDecision:
     access: str  # full | masked | denied
     reason: str
     masking: MaskingRule | None = None
+    crosses_row_filter: bool = False  # the value depends on rows outside the reader's row filter
 
     @property
     def label(self) -> str:
-        return f"masked ({self.masking.rule})" if self.access == "masked" else self.access
+        label = f"masked ({self.masking.rule})" if self.access == "masked" else self.access
+        return f"{label}: crosses row filter" if self.crosses_row_filter else label
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,13 @@ def decide(catalog: Catalog, role_name: str, key: str, columns: Iterable[str] | 
     if grant is None or grant.access == "denied":
         why = "denied by its grant" if grant else "not granted"
         return DatasetDecision(role_name, key, False, f"role '{role_name}' may not read '{key}' ({why})")
+    row_filter = role.row_filter if grant.access == "row_filtered" else None
     decisions = {
-        name: _column_decision(catalog, role_name, grant.access, grant.columns.get(name), dataset.columns.get(name))
+        name: _row_filter_decision(
+            _column_decision(catalog, role_name, grant.access, grant.columns.get(name), dataset.columns.get(name)),
+            dataset.columns.get(name), row_filter)
         for name in (dataset.columns if columns is None else columns)
     }
-    row_filter = role.row_filter if grant.access == "row_filtered" else None
     return DatasetDecision(role_name, key, True, f"granted {grant.access}", row_filter, decisions)
 
 
@@ -83,6 +92,20 @@ def _column_decision(catalog: Catalog, role_name: str, access: str, override: st
     return ColumnDecision("full", f"{column.classification}, within clearance")
 
 
+def _row_filter_decision(decision: ColumnDecision, column: Column | None,
+                         row_filter: RowFilter | None) -> ColumnDecision:
+    """A row-filtered reader never gets a value computed from rows its filter leaves out (it could subtract its
+    own rows from a total and recover the others'); an identifier numbered over such rows is hashed."""
+    if decision.access == "denied" or row_filter is None or not column.crosses_row_filter(row_filter.column):
+        return decision
+    rows = ("all rows" if column.other_rows == "all_rows"
+            else f"the rows sharing its {', '.join(column.other_rows)}")
+    beyond = f"over {rows}, across the row filter on {row_filter.column}"
+    if column.computed_over is not None:
+        return ColumnDecision("denied", f"computed {beyond}", crosses_row_filter=True)
+    return ColumnDecision("masked", f"numbered {beyond}: keyed hash", SEQUENCE_MASKING, crosses_row_filter=True)
+
+
 def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$masking_key") -> str:
     """SQL that replaces a column's values by their masked form. NULL stays NULL. The hash is keyed with a
     secret bound as `key_parameter`, so a token cannot be recomputed from a guessed value."""
@@ -99,7 +122,8 @@ def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$maski
 
 
 def access_matrix(catalog: Catalog, key: str) -> dict:
-    """Role x column of one dataset: {"roles": {role: {"dataset": reason, "row_filter": ..., "columns": {c: label}}}}."""
+    """Role x column of one dataset: {"roles": {role: {"dataset": reason, "row_filter": ..., "columns": {c: label},
+    "crossing_row_filter": {c: why the row-filtered role gets c denied or hashed}}}}."""
     key = catalog.dataset_key(key)
     roles = {}
     for role_name in catalog.access.roles:
@@ -110,5 +134,7 @@ def access_matrix(catalog: Catalog, key: str) -> dict:
                            if decision.row_filter else None),
             "columns": {name: c.label for name, c in (decision.columns or {}).items()} if decision.allowed
             else dict.fromkeys(catalog.datasets[key].columns, "denied"),
+            "crossing_row_filter": {name: c.reason for name, c in (decision.columns or {}).items()
+                                    if c.crosses_row_filter},
         }
     return {"dataset": key, "columns": list(catalog.datasets[key].columns), "roles": roles}

@@ -198,7 +198,7 @@ def _access_table(catalog: Catalog, key: str) -> str:
         cells = []
         for role in roles:
             label = matrix["roles"][role]["columns"][name]
-            cells.append(f'<span class="{CELL_CLASSES.get(label, "masked")}">{escape(label)}</span>')
+            cells.append(f'<span class="{CELL_CLASSES.get(label.split(":")[0], "masked")}">{escape(label)}</span>')
         rows.append(_row([escape(name), escape(column.type or ""), escape(column.classification),
                           escape(column.pii or ""), *cells]))
     return "<p>Access (role × column):</p><table>" + "".join(rows) + "</table>"

@@ -5,6 +5,7 @@ Problems fail validation; notes explain what was compared and what was approved.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from governance.contracts import (
     SchemaChange, affected_consumers, approval_for, consumer_contract_changes, contract_of, schema_changes,
 )
 from governance.dbt_exposures import exposures_yaml
-from governance.graph import AssetNode, dbt_models
+from governance.graph import AssetNode, dbt_model_key, dbt_models
 from governance.policy import decide
 
 
@@ -47,6 +48,7 @@ def validate(catalog: Catalog, graph: dict[str, AssetNode], manifest: dict | Non
                 changes += schema_changes(key, contract_of(catalog, key), documented, "dbt manifest")
                 result.problems += _unclassified(key, documented, catalog, "documented in dbt")
         result.problems += _exposure_problems(catalog, exposures)
+        _row_filter_crossing_review(catalog, manifest, result)
     schemas = warehouse_schemas(warehouse, _published(catalog))
     if isinstance(schemas, str):
         result.notes.append(schemas)
@@ -164,3 +166,46 @@ def _lifecycle_problems(catalog: Catalog, today: dt.date, notes: list[str]) -> l
         elif readers:
             notes.append(message)
     return problems
+
+
+COMMENTS = re.compile(r"\{#.*?#\}|--[^\n]*", re.DOTALL)
+WINDOW_OR_AGGREGATE = re.compile(
+    r"\bover\s*(?:\(|[a-z_]\w*)|\bgroup\s+by\b|\bqualify\b|\b(?:count|sum|avg|min|max|median|string_agg|"
+    r"array_agg|list|arg_max|arg_min|row_number|rank|dense_rank|percent_rank|ntile|lag|lead|first_value|"
+    r"last_value)\s*\(", re.IGNORECASE)
+
+
+def window_or_aggregate(sql: str) -> str | None:
+    """The first window function or aggregate in a model's SQL (comments skipped), or None."""
+    found = WINDOW_OR_AGGREGATE.search(COMMENTS.sub(" ", sql))
+    return " ".join(found.group(0).split()) if found else None
+
+
+def _row_filter_crossing_review(catalog: Catalog, manifest: dict, result: Validation) -> None:
+    """A published dataset read row-filtered whose dbt SQL (the model's own and the macros it calls) computes
+    over several rows must declare which columns do (computed_over, sequence_over): otherwise a filtered reader
+    could subtract its own rows from a total. The check sees only that SQL, not aggregates upstream or counters
+    embedded in delivered values, so which columns are declared stays the owner's responsibility."""
+    macros = manifest.get("macros", {})
+    for node in manifest["nodes"].values():
+        key = dbt_model_key(node) if node["resource_type"] == "model" else None
+        dataset = catalog.datasets.get(key)
+        if dataset is None or not dataset.published:
+            continue
+        filtered = sorted(name for name, role in catalog.access.roles.items()
+                          if getattr(role.datasets.get(key), "access", None) == "row_filtered")
+        sql = "\n".join([node.get("raw_code", ""), *(macros.get(m, {}).get("macro_sql", "")
+                                                     for m in node.get("depends_on", {}).get("macros", []))])
+        construct = window_or_aggregate(sql)
+        if not filtered or construct is None:
+            continue
+        declared = [name for name, column in dataset.columns.items() if column.other_rows is not None]
+        if not declared:
+            result.problems.append(
+                f"{key} is computed with '{construct}' and role(s) {', '.join(filtered)} read it row_filtered, but "
+                "datasets.yml declares none of its columns computed_over or sequence_over other rows: declare the "
+                "columns whose values depend on rows outside a row filter (docs/governance.md)")
+        else:
+            result.notes.append(
+                f"{key} is computed with '{construct}' and read row_filtered; {len(declared)} column(s) declared "
+                "over other rows (that the declaration is complete is the owner's to check)")

@@ -111,7 +111,7 @@ def test_hash_tokens_are_stable_and_keyed(governed_warehouse, data_dir):
 
 
 def test_two_readers_tokens_of_the_same_passenger_cannot_be_joined(governed_warehouse):
-    query = "SELECT booking_id, email FROM bookings ORDER BY booking_id"
+    query = "SELECT flight_id, email FROM bookings ORDER BY flight_id"
     analyst = dict(read("analyst", query).rows)
     partners = {carrier: dict(read("partner_airline", query, attributes={"carrier": carrier}).rows)
                 for carrier in governed_warehouse["carriers"]}
