@@ -185,7 +185,8 @@ class Limits(_Entry):
             return None
         match = MEMORY.fullmatch(value.strip())
         if not match:
-            raise ValueError(f"memory '{value}' must be a size such as 512MB or 1GB (units KB MB GB TB KiB MiB GiB TiB)")
+            raise ValueError(f"memory '{value}' must be a size such as 512MB or 1GB "
+                             "(units KB MB GB TB KiB MiB GiB TiB)")
         if float(match[1]) * MEMORY_UNITS[match[2].lower()] < MIN_MEMORY:
             raise ValueError(f"memory '{value}' is below the 16MiB a query needs")
         return value.strip()
@@ -333,7 +334,8 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
                    for index, entry in enumerate(_read(directory / "approvals.yml", list), 1)],
     )
     if access:
-        raise CatalogError(f"access.yml: unknown section(s) {', '.join(map(str, access))}; expected masking, limits, roles")
+        raise CatalogError(f"access.yml: unknown section(s) {', '.join(map(str, access))}; "
+                           "expected masking, limits, roles")
     problems = reference_problems(catalog)
     if problems:
         raise CatalogError("; ".join(problems))

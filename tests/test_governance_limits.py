@@ -43,7 +43,8 @@ def _limits(role: str, **limits):
     (lambda access: access.pop("limits"), "access.yml: limits: required"),
     (lambda access: access.update(limits={"query_seconds": 10}), "limits: memory required"),
     (lambda access: access.update(limits={"memory": "1GB"}), "limits: query_seconds required"),
-    (lambda access: access.update(limits={"query_seconds": 0, "memory": "1GB"}), "query_seconds: Input should be greater"),
+    (lambda access: access.update(limits={"query_seconds": 0, "memory": "1GB"}),
+     "query_seconds: Input should be greater"),
     (lambda access: access.update(limits={"query_seconds": 10, "memory": "lots"}), "memory 'lots' must be a size"),
     (lambda access: access.update(limits={"query_seconds": 10, "memory": "-1"}), "memory '-1' must be a size"),
     (lambda access: access.update(limits={"query_seconds": 10, "memory": "1MB"}), "below the 16MiB"),
@@ -59,7 +60,8 @@ def test_limits_are_required_and_validated_by_the_catalog(tmp_path, edit, messag
 def test_a_role_without_its_own_limits_gets_the_catalog_default():
     assert "limits" not in yaml.safe_load((CATALOG_DIR / "access.yml").read_text())["roles"]["analyst"]
     analyst = CATALOG.access.limits_of("analyst")
-    assert (analyst.query_seconds, analyst.memory) == (CATALOG.access.limits.query_seconds, CATALOG.access.limits.memory)
+    default = CATALOG.access.limits
+    assert (analyst.query_seconds, analyst.memory) == (default.query_seconds, default.memory)
     assert all(CATALOG.access.limits_of(role).query_seconds and CATALOG.access.limits_of(role).memory
                for role in CATALOG.access.roles)
 
@@ -130,7 +132,8 @@ def test_both_databases_spill_only_into_a_private_folder_of_the_query(governed_w
     with pytest.raises(AccessDenied, match="file system operations are disabled"):
         read("analyst", f"SELECT * FROM glob('{root}/**')")
     assert not (tmp_path / ".tmp").exists()
-    sandbox = _sandbox(CATALOG, "analyst", ["marts/bookings"], query_references("SELECT email FROM bookings"), {}, None)
+    references = query_references("SELECT email FROM bookings")
+    sandbox = _sandbox(CATALOG, "analyst", ["marts/bookings"], references, {}, None)
     try:
         source = sandbox.source.execute("SELECT current_setting('temp_directory'), current_setting('memory_limit'), "
                                         "current_setting('enable_external_access')").fetchall()
