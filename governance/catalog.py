@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from governance.paths import CATALOG_DIR
 
@@ -194,17 +194,64 @@ class Grant(_Entry):
         return {"access": value} if isinstance(value, str) else value
 
 
+MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+MEMORY_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+MIN_MEMORY = 16 * 2**20  # below this DuckDB cannot hold even a small query's working set
+
+
+class Limits(_Entry):
+    """What one governed query may use: wall-clock seconds, and memory for each of its two databases (the
+    sandbox and the source that reads the warehouse). Either may be left to the catalog-wide default."""
+
+    query_seconds: float | None = Field(None, gt=0, le=3600)
+    memory: str | None = None  # "1GB", "512MiB"
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = MEMORY.fullmatch(value.strip())
+        if not match:
+            raise ValueError(f"memory '{value}' must be a size such as 512MB or 1GB "
+                             "(units KB MB GB TB KiB MiB GiB TiB)")
+        if float(match[1]) * MEMORY_UNITS[match[2].lower()] < MIN_MEMORY:
+            raise ValueError(f"memory '{value}' is below the 16MiB a query needs")
+        return value.strip()
+
+    @property
+    def memory_bytes(self) -> int:
+        match = MEMORY.fullmatch(self.memory)
+        return int(float(match[1]) * MEMORY_UNITS[match[2].lower()])
+
+
 class Role(_Entry):
     description: str
     clearance: str  # reads columns up to this classification (PII only when its category is cleared)
     pii_in_clear: list[str] = []
     row_filter: RowFilter | None = None
     datasets: dict[str, Grant] = {}
+    limits: Limits = Limits()  # what the role leaves unset comes from the catalog-wide limits
 
 
 class AccessPolicy(_Entry):
     masking: dict[str, MaskingRule]
     roles: dict[str, Role]
+    limits: Limits  # the default of every role: required and complete, so no role is unlimited by omission
+
+    @model_validator(mode="after")
+    def _default_limits_complete(self) -> AccessPolicy:
+        missing = [name for name in ("query_seconds", "memory") if getattr(self.limits, name) is None]
+        if missing:
+            raise ValueError(f"limits: {' and '.join(missing)} required (the default of every role)")
+        return self
+
+    def limits_of(self, role: str) -> Limits:
+        """The role's limits, each one the role's own or else the catalog-wide default."""
+        own = self.roles[role].limits
+        return Limits(query_seconds=own.query_seconds or self.limits.query_seconds,
+                      memory=own.memory or self.limits.memory)
 
 
 class Approval(_Entry):
@@ -295,19 +342,29 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
     directory = Path(directory)
     access = _read(directory / "access.yml")
     roles = _parse("access.yml", access.pop("roles", {}) or {}, Role, "roles.")
+    if "limits" not in access:
+        raise CatalogError("access.yml: limits: required: the time and memory every governed query may use "
+                           "(query_seconds, memory), so that no role is unlimited by omission")
+    limits = _parse_one("access.yml", access.pop("limits"), Limits, "limits")
+    try:
+        policy = AccessPolicy(
+            masking=_parse("access.yml", access.pop("masking", {}) or {}, MaskingRule, "masking."), roles=roles,
+            limits=limits)
+    except ValidationError as error:
+        raise CatalogError(f"access.yml: {_problems(error)}") from None
     catalog = Catalog(
         directory=directory,
         teams=_parse("teams.yml", _read(directory / "teams.yml"), Team),
         taxonomy=_parse_one("taxonomy.yml", _read(directory / "taxonomy.yml"), Taxonomy, "taxonomy"),
         datasets=_parse("datasets.yml", _read(directory / "datasets.yml"), Dataset),
         consumers=_parse("consumers.yml", _read(directory / "consumers.yml"), Consumer),
-        access=AccessPolicy(
-            masking=_parse("access.yml", access.pop("masking", {}) or {}, MaskingRule, "masking."), roles=roles),
+        access=policy,
         approvals=[_parse_one("approvals.yml", entry, Approval, f"entry {index}")
                    for index, entry in enumerate(_read(directory / "approvals.yml", list), 1)],
     )
     if access:
-        raise CatalogError(f"access.yml: unknown section(s) {', '.join(map(str, access))}; expected masking, roles")
+        raise CatalogError(f"access.yml: unknown section(s) {', '.join(map(str, access))}; "
+                           "expected masking, limits, roles")
     problems = reference_problems(catalog)
     if problems:
         raise CatalogError("; ".join(problems))

@@ -9,10 +9,12 @@ import argparse
 import getpass
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
-from governance.access import AccessDenied, governed_query, rotate_masking_secret
+from governance.access import AccessDenied, audit_unanswered, governed_query, rotate_masking_secret
+from governance.audit import verify_audit_log
 from governance.catalog import CatalogError, load_catalog
 from governance.check_status import latest_check_status
 from governance.graph import load_asset_graph, load_manifest
@@ -23,6 +25,19 @@ from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_
 from governance.policy import access_matrix
 from governance.report import render_report
 from governance.validate import validate
+
+
+class UsageError(Exception):
+    """The command line does not fit the parser; one line instead of argparse's usage text and exit."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(self.prog, message)
 
 
 class Failed(Exception):
@@ -156,8 +171,17 @@ def _token_from(args: argparse.Namespace) -> str | None:
 
 
 def _query(args: argparse.Namespace) -> dict:
-    _repository_catalog(args)
-    result = governed_query(args.sql, token=_token_from(args))
+    try:  # a call that fails here, before the governed query, is audited here (once)
+        _repository_catalog(args)
+        token = _token_from(args)
+    except (CatalogError, IdentityError) as error:
+        audit_unanswered(args.sql, str(error), decision="deny")
+        raise
+    except Exception as error:  # noqa: BLE001
+        reason = f"internal error ({type(error).__name__})"
+        audit_unanswered(args.sql, reason)
+        raise AccessDenied(reason) from None
+    result = governed_query(args.sql, token=token)
     return {"columns": result.columns, "rows": [list(row) for row in result.rows], "datasets": result.datasets,
             "seconds": round(result.seconds, 3), "max_rows": args.max_rows}
 
@@ -192,6 +216,14 @@ def _keys_rotate(args: argparse.Namespace) -> dict:
                       "new ones; the warehouse is unchanged (masking happens at read time)"}
 
 
+def _audit_verify(args: argparse.Namespace) -> dict:
+    result = verify_audit_log()
+    answer = {"ok": result.ok, "records": result.records, "line": result.line, "message": result.message}
+    if not result.ok:
+        raise Failed(answer)
+    return answer
+
+
 def _query_text(answer: dict) -> str:
     rows = [[str(v) for v in row] for row in answer["rows"][: answer["max_rows"]]]
     shown = f"{len(rows)} of {len(answer['rows'])}" if len(rows) < len(answer["rows"]) else str(len(rows))
@@ -207,7 +239,7 @@ def _trace(args: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="governance", description="Ask the governance catalog; read governed data.")
+    parser = _Parser(prog="governance", description="Ask the governance catalog; read governed data.")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--catalog", default=str(CATALOG_DIR), help="catalog folder (default: %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -267,11 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
     provenance.add_argument("--version", help="a dataset version, or a run id (OpenLineage or Dagster); "
                             "the latest when omitted")
     provenance.set_defaults(handler=_trace, render=render)
+
+    audit = commands.add_parser("audit", help="the audit log of governed queries")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser("verify", help="check the audit log's hash chain; name the first record "
+                                       "edited, inserted, deleted, reordered or cut short")
+    verify.set_defaults(handler=_audit_verify, render=lambda answer: answer["message"])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as error:
+        return _usage_error(error, sys.argv[1:] if argv is None else argv)
     status = 0
     try:
         answer = args.handler(args)
@@ -280,8 +321,27 @@ def main(argv: list[str] | None = None) -> int:
     except (CatalogError, AccessDenied, IdentityError, LineageError) as error:
         print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
-    print(json.dumps(answer, indent=2, default=str) if args.json else args.render(answer))
+    try:
+        print(json.dumps(answer, indent=2, default=str) if args.json else args.render(answer))
+        sys.stdout.flush()
+    except (OSError, UnicodeError) as error:  # a closed pipe, an encoding the output cannot take
+        print(f"governance: the answer could not be written to standard output ({type(error).__name__})",
+              file=sys.stderr)
+        return 1
     return status
+
+
+def _usage_error(error: UsageError, argv: list) -> int:
+    """One line; a governed query whose command line cannot be read is audited too (its arguments are not
+    repeated in the record: they were not understood)."""
+    print(f"governance: {error.prog}: {error}", file=sys.stderr)
+    if error.prog.endswith(" query") or "query" in argv:
+        reason = re.sub(r"'[^']*'|(unrecognized arguments:).*", lambda m: m[1] or "'…'", str(error))
+        try:
+            audit_unanswered(None, f"the command line could not be read: {reason}")
+        except AccessDenied as unaudited:
+            print(f"governance: {' '.join(str(unaudited).split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

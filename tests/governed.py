@@ -3,9 +3,9 @@ issued to it in the test's data folder, through the same entry point as `governa
 
 from pathlib import Path
 
-from governance.access import QueryResult, governed_query
-from governance.catalog import load_catalog
-from governance.identity import issue_token, principals, tokens_path
+from governance.access import QueryResult, governed_query, query_as
+from governance.catalog import Catalog, load_catalog
+from governance.identity import Principal, issue_token, principals, tokens_path
 
 _issued: dict[tuple[Path, str], str] = {}
 
@@ -30,5 +30,15 @@ def token_for(principal: str, data_dir: Path | None = None) -> str:
     return _issued[key]
 
 
-def read(role: str, sql: str, attributes: dict | None = None, data_dir: Path | None = None) -> QueryResult:
+def read(role: str, sql: str, attributes: dict | None = None, data_dir: Path | None = None,
+         catalog: Catalog | None = None) -> QueryResult:
+    """As the repository catalog's principal of `role`, with its token; with a `catalog` of the test's own, as a
+    principal of that role built in code (the token check is the repository catalog's)."""
+    if catalog is not None:
+        return query_as(catalog, as_principal(role, attributes), sql, data_dir=data_dir)
     return governed_query(sql, token=token_for(principal_of(role, attributes), data_dir), data_dir=data_dir)
+
+
+def as_principal(role, attributes=None) -> Principal:
+    """A principal made in code, for inputs the catalog would refuse (malformed roles and attributes)."""
+    return Principal("test-reader", "consumer", role, {} if attributes is None else attributes, "consumer:test-reader")

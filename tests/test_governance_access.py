@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from governance.access import AccessDenied, masking_key, query_as, query_references
+from governance.access import AccessDenied, QueryFailed, masking_key, query_as, query_references
 from governance.audit import audit_log_path, read_audit_log
 from governance.catalog import load_catalog
 from governance.cli import main as governance_main
@@ -215,7 +215,10 @@ def test_escape_routes_are_closed_and_audited(governed_warehouse, data_dir, rout
     emails = governed_warehouse["pii"]["marts/bookings"]["email"]
     assert _leaks(emails, [str(denied.value)]) == []
     records = read_audit_log()
-    assert len(records) == before + 1 and records[-1]["decision"] == "deny" and records[-1]["sql"] == sql
+    assert len(records) == before + 1 and records[-1]["sql"] == sql
+    # a wall of the sandbox (files, settings) is a denial; a name the sandbox does not hold fails as an error
+    assert records[-1]["decision"] == ("error" if isinstance(denied.value, QueryFailed) else "deny")
+    assert records[-1]["decision"] in ("deny", "error")
     assert not (data_dir / "stolen.csv").exists() and not (data_dir / "stolen").exists()
 
 
@@ -350,11 +353,11 @@ def test_malformed_attributes_are_denied_audited_and_not_echoed(governed_warehou
     assert read_audit_log()[-1]["decision"] == "deny"
 
 
-def test_a_query_that_breaks_the_parser_is_denied_and_audited(governed_warehouse):
+def test_a_query_that_breaks_the_parser_is_refused_and_audited_as_an_error(governed_warehouse):
     deep = "SELECT " + "(" * 20000 + "1" + ")" * 20000
-    with pytest.raises(AccessDenied, match="does not parse|could not be run safely"):
+    with pytest.raises(QueryFailed, match="does not parse|nested too deeply"):
         read("analyst", deep)
-    assert read_audit_log()[-1]["decision"] == "deny"
+    assert read_audit_log()[-1]["decision"] == "error"
 
 
 # --- identity: the principal and its role come from the catalog, authenticated by an issued token ---
@@ -406,10 +409,13 @@ def test_the_role_and_attributes_come_from_the_catalog_not_the_caller(governed_w
                                                                         monkeypatch, tmp_path):
     monkeypatch.setenv("GOVERNANCE_TOKEN", token_for("ua-partner-feed", data_dir))
     for spoof in (["--role", "data_engineer"], ["--attribute", "carrier=AA"], ["--user", "anna.berg@example.com"]):
-        with pytest.raises(SystemExit):  # these options no longer exist: nothing to talk around
-            governance_main(["query", *spoof, "SELECT DISTINCT carrier FROM bookings"])
+        # these options no longer exist: nothing to talk around; the refused call is audited
+        assert governance_main(["query", *spoof, "SELECT DISTINCT carrier FROM bookings"]) == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
+        assert read_audit_log(data_dir)[-1]["decision"] == "error"
     assert governance_main(["query", "SELECT DISTINCT carrier FROM bookings"]) == 0
     assert capsys.readouterr().out.split()[1] == "UA"
+    allowed = read_audit_log(data_dir)[-1]
     # a policy file of the caller's own (making the partner a data engineer) is refused for governed reads
     own = tmp_path / "catalog"
     own.mkdir()
@@ -417,10 +423,11 @@ def test_the_role_and_attributes_come_from_the_catalog_not_the_caller(governed_w
         (own / path.name).write_text(path.read_text().replace("role: partner_airline", "role: data_engineer"))
     assert governance_main(["--catalog", str(own), "query", "SELECT passenger_name FROM bookings"]) == 1
     assert "uses the repository's catalog" in capsys.readouterr().err
+    assert read_audit_log(data_dir)[-1]["decision"] == "deny"
     assert governance_main(["--catalog", str(own), "token", "issue", "ua-partner-feed"]) == 1
     capsys.readouterr()
     # the audit records who read, with which token, under which catalog
-    record = read_audit_log(data_dir)[-1]
+    record = allowed
     assert record["principal"] == "ua-partner-feed" and record["attributes"] == {"carrier": "UA"}
     from governance.identity import catalog_digest
 
