@@ -18,8 +18,10 @@ import duckdb
 import pytest
 
 from deliveries import delivered_file, redeliver
-from governance.access import governed_query
-from governance.catalog import load_catalog
+from governance.access import governed_query, masking_key
+from governance.catalog import MaskingRule, load_catalog
+from governance.masking import mask_category, operations_key, personal_data
+from governance.policy import masked_value, masking_sql
 from platform_assets.sources.landing import days_between
 
 # Malformed e-mails and phones, copies, missing fields, unknown flights; enough days to train the model.
@@ -66,6 +68,64 @@ def _not_dates(text: str) -> str:
     for row in rows[1::5]:
         row[position] = row[position][:5] + "13" + row[position][7:]
     return "".join(map(_csv_line, rows))
+
+
+RULES = [MaskingRule(rule="redact"), MaskingRule(rule="hash"), MaskingRule(rule="keep_last", keep=4),
+         MaskingRule(rule="keep_last", keep=1)]
+TEXTS = [None, "", "jane.doe42@example.org", "  (212) 555-0100 ", "Zoë Ångström-Łukasz 山田太郎 🙂", "x" * 10_000,
+         "O'Brien \"quoted\" \\ back", "ab"]
+DATES = [None, dt.date(1985, 3, 2), dt.date(1940, 1, 1), dt.datetime(2001, 12, 31, 23, 59, 59, 123456)]
+
+
+@pytest.mark.parametrize("rule", [*RULES, MaskingRule(rule="year")], ids=lambda r: f"{r.rule}{r.keep or ''}")
+def test_the_python_form_of_a_masking_rule_gives_what_duckdb_gives(rule, data_dir):
+    """masked_value and masking_sql are one definition: equal on real values, NULL, unicode and long ones."""
+    key = operations_key()
+    assert key and len(key) == 64
+    values = DATES if rule.rule == "year" else TEXTS + (DATES if rule.rule == "hash" else [])
+    with duckdb.connect() as connection:
+        for value in values:
+            kind = ("TIMESTAMP" if isinstance(value, dt.datetime) else "DATE" if isinstance(value, dt.date)
+                    or (value is None and rule.rule == "year") else "VARCHAR")
+            connection.execute(f"CREATE OR REPLACE TABLE stored (value {kind})")
+            connection.execute("INSERT INTO stored VALUES ($value)", {"value": value})
+            sql = masking_sql(rule, '"value"')
+            parameters = {"masking_key": key} if "$masking_key" in sql else {}
+            [(in_sql,)] = connection.execute(f"SELECT {sql} FROM stored", parameters).fetchall()
+            assert masked_value(rule, value, key) == in_sql, (rule, value)
+
+
+def test_catalog_columns_decide_what_is_masked_and_by_which_rule(data_dir):
+    bookings = personal_data("raw/bookings")
+    assert bookings.columns == {"passenger_name", "email", "phone", "date_of_birth", "loyalty_number"}
+    assert bookings.show("booking_id", "BK201301010000001") == "BK201301010000001"  # not personal: as it is
+    assert bookings.show("passenger_name", "Jane Doe") == "***"
+    assert bookings.show("phone", "(212) 555-0100") == "**********0100"
+    assert bookings.show("date_of_birth", "1985-03-02") == 1985
+    assert bookings.show("date_of_birth", "1985-13-02") == "***"  # not a date as delivered: nothing of it shown
+    token = bookings.show("email", "jane@example.org")
+    assert len(token) == 16 and token == bookings.show("email", "jane@example.org") != "jane@example.org"
+    assert token == mask_category("email", "jane@example.org")
+    # the operations audience's tokens are not any governed reader's
+    reader = masking_key(data_dir, '["analyst", []]')
+    assert masked_value(load_catalog().access.masking["email"], "jane@example.org", reader) != token
+    assert personal_data("marts/flights").columns == set()
+
+
+def test_no_usable_secret_redacts_instead_of_hashing_unkeyed(data_dir):
+    secret = data_dir / "governance" / "masking_key"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("not a secret\n")
+    assert operations_key() is None
+    assert personal_data("raw/bookings").show("email", "jane@example.org") == "***"
+    assert mask_category("loyalty_id", "UA000000001") == "***"
+    assert masked_value(MaskingRule(rule="hash"), "jane@example.org", None) == "***"
+    assert masked_value(MaskingRule(rule="hash"), "jane@example.org", "") == "***"
+
+
+def test_a_dataset_the_catalog_does_not_know_is_personal_throughout(data_dir):
+    unknown = personal_data("raw/not_in_the_catalog")
+    assert unknown.holds_personal_data and unknown.show("anything", "value") == "***"
 
 
 @pytest.fixture(scope="module")
