@@ -3,6 +3,8 @@ governance.access enforces them on the warehouse."""
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -106,9 +108,14 @@ def _row_filter_decision(decision: ColumnDecision, column: Column | None,
     return ColumnDecision("masked", f"numbered {beyond}: keyed hash", SEQUENCE_MASKING, crosses_row_filter=True)
 
 
+REDACTED = "***"
+HASH_CHARACTERS = 16
+
+
 def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$masking_key") -> str:
     """SQL that replaces a column's values by their masked form. NULL stays NULL. The hash is keyed with a
-    secret bound as `key_parameter`, so a token cannot be recomputed from a guessed value."""
+    secret bound as `key_parameter`, so a token cannot be recomputed from a guessed value. `masked_value` is
+    the same rule in Python (tests/test_personal_data.py compares the two)."""
     text = f"CAST({column_sql} AS VARCHAR)"
     if rule.rule == "redact":
         return f"CASE WHEN {column_sql} IS NULL THEN NULL ELSE '***' END"
@@ -119,6 +126,44 @@ def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$maski
     if rule.rule == "year":
         return f"year({column_sql})"
     raise ValueError(f"unknown masking rule {rule.rule}")
+
+
+def masked_value(rule: MaskingRule | None, value, key: str | None):
+    """`masking_sql` in Python, for values that leave the warehouse (check metadata, alerts, logs, lineage):
+    the same masked form DuckDB gives for the same value and key. None stays None. Fails closed: no rule, or a
+    hash without a key, redacts; a value `year` cannot read as a date (a malformed one as delivered) redacts."""
+    if value is None:
+        return None
+    if rule is None or rule.rule == "redact" or (rule.rule == "hash" and not key):
+        return REDACTED
+    text = _as_varchar(value)
+    if rule.rule == "hash":
+        return hashlib.sha256((key + text).encode("utf-8")).hexdigest()[:HASH_CHARACTERS]
+    if rule.rule == "keep_last":
+        return "*" * max(len(text) - rule.keep, 0) + text[len(text) - min(rule.keep, len(text)):]
+    if rule.rule == "year":
+        year = _year(value)
+        return REDACTED if year is None else year
+    raise ValueError(f"unknown masking rule {rule.rule}")
+
+
+def _as_varchar(value) -> str:
+    """The text DuckDB's CAST(value AS VARCHAR) gives (dates ISO, booleans lowercase)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _year(value) -> int | None:
+    if isinstance(value, dt.date):  # a datetime is a date too
+        return value.year
+    try:
+        return dt.date.fromisoformat(str(value).strip()).year
+    except ValueError:
+        try:
+            return dt.datetime.fromisoformat(str(value).strip()).year
+        except ValueError:
+            return None
 
 
 def access_matrix(catalog: Catalog, key: str) -> dict:

@@ -1,11 +1,13 @@
 """Every rule kind's examples show the offending value, the file and the row, on a source the demo does not
-know, in a real DuckDB database."""
+know, in a real DuckDB database; a personal column's value masked by its rule."""
 
 import datetime as dt
 
 import duckdb
 import pytest
 
+from governance.catalog import MaskingRule
+from governance.masking import PersonalData
 from platform_assets.checks.contracts import contract_rules, duplicate_keys, evaluate_rules
 from platform_assets.sources.definitions import load_sources
 from platform_assets.sources.ingest import ensure_raw_table
@@ -41,6 +43,9 @@ readings:
     meter: INTEGER
     slot: VARCHAR
 """
+# What the catalog would say of these sources: tickets.email is personal data, masked to its last two characters.
+TICKETS = PersonalData("raw/tickets", {"email": MaskingRule(rule="keep_last", keep=2)})
+READINGS = PersonalData("raw/readings")
 DAY = dt.date(2024, 5, 2)
 FILE = "/landing/tickets/tickets_2024-05-02.csv"
 
@@ -78,14 +83,15 @@ def test_every_rule_kind_shows_the_offending_value_file_and_row(warehouse, sourc
            {**GOOD, "ticket": "T8", "sold": "03.05.2024"}, {**GOOD, "ticket": "T9", "seats": "x" * 500}]
     insert(warehouse, "tickets", bad)
     staged = "(SELECT * FROM raw.tickets WHERE _data_date = '2024-05-02') AS staged"
-    examples = {v.rule.name: v.examples for v in evaluate_rules(warehouse, staged, contract_rules(sources["tickets"]))}
+    examples = {v.rule.name: v.examples
+                for v in evaluate_rules(warehouse, staged, contract_rules(sources["tickets"]), TICKETS)}
     assert examples == {
         "tickets.ticket is present": ["empty (tickets_2024-05-02.csv row 2)"],
         "tickets.sold is a DATE": ["'2024-05-02' (tickets_2024-05-02.csv row 3)"],
         "tickets.seats is a INTEGER": [f"'{'x' * 120}… (500 characters)' (tickets_2024-05-02.csv row 9)"],
         "tickets.seats between 1 and 9": ["'12' (tickets_2024-05-02.csv row 4)"],
         "tickets.class in (first, second)": ["'third' (tickets_2024-05-02.csv row 5)"],
-        "tickets.email matches [^@]+@[^@]+": ["'nobody' (tickets_2024-05-02.csv row 6)"],
+        "tickets.email matches [^@]+@[^@]+": ["'****dy' (tickets_2024-05-02.csv row 6)"],
         "tickets.counter references counters.counter": ["'Z' (tickets_2024-05-02.csv row 7)"],
         "tickets rows are not dated after their delivery":
             ["row dated 2024-05-03, delivered 2024-05-02 (tickets_2024-05-02.csv row 8)"],
@@ -94,7 +100,7 @@ def test_every_rule_kind_shows_the_offending_value_file_and_row(warehouse, sourc
 
 def test_within_day_duplicates_show_the_key_file_and_rows(warehouse, sources):
     insert(warehouse, "tickets", [GOOD, {**GOOD, "ticket": "T2"}, GOOD, {**GOOD, "ticket": "T2"}, GOOD])
-    violation = duplicate_keys(warehouse, "raw.tickets", sources["tickets"])
+    violation = duplicate_keys(warehouse, "raw.tickets", sources["tickets"], TICKETS)
     assert violation.rows == 3 and violation.rule.kind == "key"
     assert violation.examples == ["'T1' 3 times in tickets_2024-05-02.csv (first row 1, last row 5)",
                                   "'T2' twice in tickets_2024-05-02.csv (rows 2 and 4)"]
@@ -108,10 +114,11 @@ def test_a_key_delivered_for_two_days_names_both_files_and_rows(warehouse, sourc
     assert rule.warn_because is None  # a different defect than copies within one delivery: it blocks
     expected = ["'T1' in tickets_2024-05-01.csv row 2 and tickets_2024-05-02.csv row 3"]
     # the run is the later day, the earlier one published
-    violation = evaluate_rules(warehouse, "(SELECT * FROM raw.tickets WHERE _data_date = '2024-05-02') AS s", [rule])
+    violation = evaluate_rules(warehouse, "(SELECT * FROM raw.tickets WHERE _data_date = '2024-05-02') AS s", [rule],
+                               TICKETS)
     assert [(v.rows, v.examples) for v in violation] == [(1, expected)]
     # both days in one run
-    violation = evaluate_rules(warehouse, "raw.tickets", [rule])
+    violation = evaluate_rules(warehouse, "raw.tickets", [rule], TICKETS)
     assert [(v.rows, v.examples) for v in violation] == [(2, expected)]
 
 
@@ -120,7 +127,8 @@ def test_a_typed_composite_key_on_other_days_is_found(warehouse, sources):
         insert(warehouse, "readings", [{"meter": 7, "slot": "am"}, {"meter": day.day, "slot": "pm"}], day,
                f"/landing/readings/readings_{day}.parquet")
     [rule] = [r for r in contract_rules(sources["readings"]) if r.kind == "key_across_days"]
-    [violation] = evaluate_rules(warehouse, f"(SELECT * FROM raw.readings WHERE _data_date = '{DAY}') AS s", [rule])
+    [violation] = evaluate_rules(warehouse, f"(SELECT * FROM raw.readings WHERE _data_date = '{DAY}') AS s", [rule],
+                                 READINGS)
     assert violation.rows == 1
     assert violation.examples == ["(7, am) in readings_2024-04-30.parquet row 1, readings_2024-05-01.parquet row 1 "
                                   "and readings_2024-05-02.parquet row 1"]
@@ -128,3 +136,13 @@ def test_a_typed_composite_key_on_other_days_is_found(warehouse, sources):
 
 def test_snapshots_and_sources_without_a_key_have_no_cross_day_rule(sources):
     assert not [r for r in contract_rules(sources["counters"]) if r.kind == "key_across_days"]
+
+
+def test_a_source_the_catalog_does_not_know_shows_no_value(warehouse, sources):
+    """Fail closed: without the catalog's word on which columns are personal, every value is withheld."""
+    insert(warehouse, "tickets", [GOOD, {**GOOD, "ticket": "T2", "class": "third"}, {**GOOD, "ticket": "T2"}])
+    [violation] = evaluate_rules(warehouse, "raw.tickets", [r for r in contract_rules(sources["tickets"])
+                                                          if r.kind == "accepted"])
+    assert violation.examples == ["'***' (tickets_2024-05-02.csv row 2)"]
+    assert duplicate_keys(warehouse, "raw.tickets", sources["tickets"]).examples == [
+        "'***' twice in tickets_2024-05-02.csv (rows 2 and 3)"]

@@ -166,3 +166,24 @@ def test_zip_of_a_csv_is_recognised_from_a_real_archive():
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("flights.csv", CSV_HEADER)
     assert format_mismatch(buffer.getvalue(), "jsonl", "weather.jsonl").startswith("a zip archive")
+
+
+UNTERMINATED_QUOTE_ERROR = ('Invalid Input Error: CSV Error on Line: 25002\nOriginal Line: BK1,"Jane Doe,jane@x.com\n'
+                            "BK2,John Roe,john@y.org\nBK3,Ann Poe,ann@z.net\n\nValue with unterminated quote found.\n\n"
+                            "Possible fixes:\n* Disable the parser's strict mode" + OPTIONS_DUMP)
+
+
+def test_an_unterminated_quote_quotes_the_following_lines_which_are_cut_with_the_line():
+    reason = engine_reason(UNTERMINATED_QUOTE_ERROR)
+    assert reason == ('Invalid Input Error: CSV Error on Line: 25002; Original Line: BK1,"Jane Doe,jane@x.com; '
+                      "Value with unterminated quote found")
+
+
+@pytest.mark.parametrize("error", [ENCODING_ERROR, LINE_SIZE_ERROR, UNTERMINATED_QUOTE_ERROR, SNIFF_ERROR])
+def test_a_file_with_personal_data_has_no_content_quoted_only_where(error):
+    reason = engine_reason(error, "/data/landing/flights/flights_2013-04-02.csv", personal=True)
+    for content in ("2013,4,1,454,500", "xxxx", "Jane", "john@y.org", "Ann Poe", "','"):
+        assert content not in reason
+    assert "CSV Error on Line" in reason or "sniffing" in reason
+    if "Original Line" in error:
+        assert "the line (not shown: the file holds personal data)" in reason

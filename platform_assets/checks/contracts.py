@@ -1,15 +1,18 @@
 """Row-level rules derived from a source's contract, and their evaluation against a batch of rows.
 
 Pure SQL building (`contract_rules`) plus one edge (`evaluate_rules`) that runs them on a DuckDB relation.
-Every example names the offending value, the file and the row: a person can open the file at that row.
+Every example names the offending value, the file and the row: a person can open the file at that row. A value
+of a personal column (the catalog's `pii:` on raw/<source>) is shown masked by its category's rule
+(governance.masking): examples end up in the event log, alerts and lineage, outside the governed route.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 
+from governance.masking import REDACTED, PersonalData, personal_data
 from platform_assets.sources.definitions import ColumnContract, SourceDefinition
 from platform_assets.sources.read_errors import excerpt
 
@@ -27,6 +30,7 @@ class Rule:
     reference_table: str | None = None  # raw table the rule reads; skipped until it exists
     shown: str | None = None  # SQL text showing a breaking row's offending value; default: the column's value
     key: tuple[str, ...] = ()  # the key rules' columns
+    dataset: str = ""  # the catalog dataset whose rows it checks (raw/<source>): says which columns are personal
 
 
 def _quoted(column: str) -> str:
@@ -90,7 +94,19 @@ def contract_rules(source: SourceDefinition) -> list[Rule]:
     if source.key and not source.snapshot:  # a snapshot re-delivers every key every day
         rules.append(Rule(f"{source.name} key ({', '.join(source.key)}) is delivered for one day only",
                           source.key[0], "key_across_days", "", None, reference_table=source.name, key=source.key))
-    return rules
+    return [replace(rule, dataset=raw_dataset(source)) for rule in rules]
+
+
+def raw_dataset(source: SourceDefinition) -> str:
+    return f"raw/{source.name}"
+
+
+def _personal(rule: Rule, known: dict[str, PersonalData]) -> PersonalData:
+    """The personal columns of the rule's dataset (one catalog lookup per dataset); a rule that names none is
+    treated as reading personal data throughout."""
+    if rule.dataset not in known:
+        known[rule.dataset] = personal_data(rule.dataset) if rule.dataset else PersonalData("", unknown=True)
+    return known[rule.dataset]
 
 
 @dataclass(frozen=True)
@@ -112,13 +128,19 @@ def _file_name(path: str | None) -> str:
     return (path or "?").rsplit("/", 1)[-1]
 
 
-def _value(value) -> str:
+def _value(value, column: str | None = None, personal: PersonalData | None = None) -> str:
+    """A value as an example shows it: masked when its column is personal."""
+    if personal is not None and column is not None:
+        value = personal.show(column, value)
     return "empty" if value is None else repr(excerpt(str(value)))
 
 
-def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule]) -> list[Violation]:
-    """Count each rule's violations in one scan of `relation`, with examples of the failing values; the
-    cross-day key rule reads the published rows too (`keys_delivered_on_other_days`). In rule order."""
+def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule],
+                   personal: PersonalData | None = None) -> list[Violation]:
+    """Count each rule's violations in one scan of `relation`, with examples of the failing values (personal
+    ones masked: `personal`, by default the catalog's columns of each rule's dataset); the cross-day key rule
+    reads the published rows too (`keys_delivered_on_other_days`). In rule order."""
+    known: dict[str, PersonalData] = {}
     rules = [rule for rule in rules if _reference_available(connection, rule)]
     found: dict[Rule, Violation] = {}
     predicates = [rule for rule in rules if rule.violation]
@@ -127,17 +149,27 @@ def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: 
     ).fetchall()[0] if predicates else []
     for rule, rows in zip(predicates, counts, strict=True):
         if rows:
+            columns = personal or _personal(rule, known)
             shown = rule.shown or f"{_quoted(rule.column)}::VARCHAR"
             examples = connection.execute(
                 f"SELECT {shown}, _source_file, _row_number FROM {relation} "
                 f"WHERE {rule.violation} ORDER BY 2, 3 LIMIT {EXAMPLES}"
             ).fetchall()
             found[rule] = Violation(rule, rows, [
-                f"{v if rule.shown else _value(v)} ({_file_name(f)} row {n})" for v, f, n in examples])
+                f"{_shown_text(rule, v, columns)} ({_file_name(f)} row {n})" for v, f, n in examples])
     for rule in rules:
-        if rule.kind == "key_across_days" and (violation := keys_delivered_on_other_days(connection, relation, rule)):
+        if rule.kind == "key_across_days" and (violation := keys_delivered_on_other_days(
+                connection, relation, rule, personal or _personal(rule, known))):
             found[rule] = violation
     return [found[rule] for rule in rules if rule in found]
+
+
+def _shown_text(rule: Rule, value, personal: PersonalData) -> str:
+    """What an example shows of the failing row: the column's value, or the rule's own text (`shown`), which is
+    withheld when it reads a personal column."""
+    if not rule.shown:
+        return _value(value, rule.column, personal)
+    return REDACTED if personal.mentions_personal(rule.shown) else str(value)
 
 
 def _key_present(key: tuple[str, ...]) -> str:
@@ -150,14 +182,16 @@ def _key_equals(key: tuple[str, ...], values) -> tuple[str, dict]:
             {f"k{i}": value for i, value in enumerate(values)})
 
 
-def _key_text(values) -> str:
-    values = list(values)
+def _key_text(values, key: tuple[str, ...], personal: PersonalData) -> str:
+    values = [personal.show(column, value) for column, value in zip(key, values, strict=True)]
     return _value(values[0]) if len(values) == 1 else "(" + ", ".join(excerpt(str(v), 40) for v in values) + ")"
 
 
-def duplicate_keys(connection: duckdb.DuckDBPyConnection, relation: str, source: SourceDefinition) -> Violation | None:
+def duplicate_keys(connection: duckdb.DuckDBPyConnection, relation: str, source: SourceDefinition,
+                   personal: PersonalData | None = None) -> Violation | None:
     """Rows beyond the first per key within each day's delivery. The count is one aggregation of the key and
-    the day; the file and rows of the few examples are looked up afterwards, within their day."""
+    the day; the file and rows of the few examples are looked up afterwards, within their day. Personal key
+    columns are shown masked (`personal`, by default the catalog's columns of raw/<source>)."""
     if not source.key:
         return None
     key = ", ".join(_quoted(c) for c in source.key)
@@ -170,26 +204,31 @@ def duplicate_keys(connection: duckdb.DuckDBPyConnection, relation: str, source:
     if not rows:
         return None
     rule = Rule(f"{source.name} key ({', '.join(source.key)}) is unique", source.key[0], "key", "",
-                source.key_warn_because, key=source.key)
-    return Violation(rule, int(rows), [_copies(connection, relation, source.key, example) for example in examples])
+                source.key_warn_because, key=source.key, dataset=raw_dataset(source))
+    personal = personal or personal_data(rule.dataset)
+    return Violation(rule, int(rows), [_copies(connection, relation, source.key, example, personal)
+                                       for example in examples])
 
 
-def _copies(connection: duckdb.DuckDBPyConnection, relation: str, key: tuple[str, ...], example: dict) -> str:
+def _copies(connection: duckdb.DuckDBPyConnection, relation: str, key: tuple[str, ...], example: dict,
+            personal: PersonalData) -> str:
     """'<key> twice in <file> (rows <n> and <m>)': one key's copies within one day's delivery."""
     where, parameters = _key_equals(key, example["key"])
     path, first, last = connection.execute(
         f"SELECT any_value(_source_file), min(_row_number), max(_row_number) FROM {relation} "
         f"WHERE _data_date = $day AND {where}", {"day": example["day"], **parameters}).fetchall()[0]
+    shown = _key_text(example["key"], key, personal)
     if example["n"] == 2:
-        return f"{_key_text(example['key'])} twice in {_file_name(path)} (rows {first} and {last})"
-    return f"{_key_text(example['key'])} {example['n']} times in {_file_name(path)} (first row {first}, last row {last})"
+        return f"{shown} twice in {_file_name(path)} (rows {first} and {last})"
+    return f"{shown} {example['n']} times in {_file_name(path)} (first row {first}, last row {last})"
 
 
 OFFENDING_KEYS = "contract_keys_on_other_days"
 RUN_KEYS = "contract_run_keys"
 
 
-def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation: str, rule: Rule) -> Violation | None:
+def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation: str, rule: Rule,
+                                 personal: PersonalData | None = None) -> Violation | None:
     """Rows of `relation` (a run's staged rows) whose key was also delivered for another day: within the run
     (only a run of several days can hold those), or in raw.<rule.reference_table> for a day outside the
     run's. For the second, the run's distinct keys are the hash table (the build side: a day's keys, never
@@ -220,7 +259,8 @@ def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation
             f"SEMI JOIN (SELECT DISTINCT {key} FROM {OFFENDING_KEYS}) AS offending ON {matches}").fetchall()[0][0]
         violation = Violation(rule, int(rows), [
             _deliveries_of_key(connection, relation, published, rule.key, values,
-                               [day for other, day in published_days if other == values])
+                               [day for other, day in published_days if other == values],
+                               personal or _personal(rule, {}))
             for values in keys[:EXAMPLES]])
     connection.execute(f"DROP TABLE IF EXISTS {OFFENDING_KEYS}")
     connection.execute(f"DROP TABLE IF EXISTS {RUN_KEYS}")
@@ -247,7 +287,7 @@ def _published_days_of_run_keys(connection: duckdb.DuckDBPyConnection, relation:
 
 
 def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, published: str, key: tuple[str, ...],
-                       values: tuple, published_days: list) -> str:
+                       values: tuple, published_days: list, personal: PersonalData) -> str:
     """'<key> in <file> row <n> and <file> row <n>': the deliveries of the key `values`, in the run and published,
     by day."""
     where, parameters = _key_equals(key, values)
@@ -262,7 +302,7 @@ def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, pub
     named = deliveries[:OCCURRENCES]
     more = f" and {len(deliveries) - OCCURRENCES} more" if len(deliveries) > OCCURRENCES else ""
     listed = f"{', '.join(named[:-1])} and {named[-1]}" if len(named) > 1 else (named[0] if named else "?")
-    return f"{_key_text(values)} in {listed}{more}"
+    return f"{_key_text(values, key, personal)} in {listed}{more}"
 
 
 def violations_markdown(violations: list[Violation]) -> str:

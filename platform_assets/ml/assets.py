@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from governance.masking import PersonalData, personal_data
 from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.metadata import table_version
 from platform_assets.ml.drift import PROFILE_ARTIFACT, reference_profile
@@ -41,6 +42,17 @@ class TrainingConfig(dg.Config):
     """Run configuration of a training run."""
 
     hyperparameters: dict[str, float] = {}  # replace some defaults (model.HYPERPARAMETERS) for this run only
+
+
+def masked_frame(frame, personal: PersonalData):
+    """`frame` with the values of its personal columns masked: what MLflow may keep (input examples)."""
+    personal_columns = [column for column in frame.columns if personal.is_personal(str(column))]
+    if not personal_columns:
+        return frame
+    frame = frame.copy()
+    for column in personal_columns:
+        frame[column] = [personal.show(str(column), value) for value in frame[column]]
+    return frame
 
 
 def log_artifacts(files: dict[str, bytes | str]) -> None:
@@ -115,10 +127,11 @@ def delay_model(
                               f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
                 for side in ("<", ">=")
             )
+    personal = personal_data(FEATURES_TABLE.replace(".", "/"))  # the catalog's pii columns of the features
     yield dg.AssetCheckResult(
         check_name="training_set_schema", passed=failures is None,
         metadata={"rows": len(frame), "feature_dataset_version": feature_version, "failure_cases": dg.MetadataValue.md(
-            failures_markdown(failures) if failures is not None else "None.")},
+            failures_markdown(failures, personal=personal) if failures is not None else "None.")},
     )
     if failures is not None:
         context.log.error(f"training set fails its schema ({len(failures)} failure cases): no model trained")
@@ -180,8 +193,8 @@ def delay_model(
         logged = mlflow_client.sklearn.log_model(
             pipeline,
             name="model",
-            signature=infer_signature(holdout_x.head(100), scores[:100]),
-            input_example=holdout_x.head(5),
+            signature=infer_signature(holdout_x.head(100), scores[:100]),  # names and types only
+            input_example=masked_frame(holdout_x.head(5), personal),
             registered_model_name=name,
             pip_requirements=["scikit-learn", "pandas", "numpy"],
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
@@ -285,7 +298,8 @@ def flight_delay_predictions(
             check_name="predictions_schema", passed=failures is None,
             metadata={"rows": len(scored), "outcome": "published" if failures is None else "NOT published",
                       "failure_cases": dg.MetadataValue.md(
-                          failures_markdown(failures) if failures is not None else "None.")},
+                          failures_markdown(failures, personal=personal_data(PREDICTIONS_TABLE.replace(".", "/")))
+                          if failures is not None else "None.")},
         )
         if failures is not None:
             return

@@ -52,8 +52,14 @@ def schema_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataF
     return None
 
 
-def failures_markdown(failures: pd.DataFrame, limit: int = 20) -> str:
-    shown = failures[["column", "check", "failure_case", "index"]].head(limit).astype(str)
+def failures_markdown(failures: pd.DataFrame, limit: int = 20, personal=None) -> str:
+    """The failure cases as a table; a personal column's failing value masked (`personal`: governance.masking's
+    PersonalData of the frame's dataset)."""
+    shown = failures[["column", "check", "failure_case", "index"]].head(limit).copy()
+    if personal is not None:
+        shown["failure_case"] = [personal.show(str(column), value)
+                                 for column, value in zip(shown["column"], shown["failure_case"], strict=True)]
+    shown = shown.astype(str)
     lines = ["| column | check | failure case | row |", "|---|---|---|---|"]
     lines += [f"| {r.column} | {r.check} | {r.failure_case} | {r.index} |" for r in shown.itertuples()]
     return "\n".join(lines) + (f"\n\n({len(failures):,} failure cases in all)" if len(failures) > limit else "")

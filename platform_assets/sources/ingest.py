@@ -9,7 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from platform_assets.checks.contracts import Violation, contract_rules, duplicate_keys, evaluate_rules
+from governance.masking import personal_data
+from platform_assets.checks.contracts import Violation, contract_rules, duplicate_keys, evaluate_rules, raw_dataset
 from platform_assets.metadata import table_version
 from platform_assets.sources import read_errors
 from platform_assets.sources.definitions import CSV_OPTIONS, LANDING_FILE_COLUMN, SourceDefinition, reader_sql
@@ -37,12 +38,19 @@ def _file_columns(connection: duckdb.DuckDBPyConnection, source: SourceDefinitio
         return [row[0] for row in connection.execute(
             f"DESCRIBE SELECT * FROM {readers[source.format]}", {"path": str(path)}).fetchall()]
     except duckdb.Error as error:
-        raise DeliveryError(read_errors.read_failure_message(path, source.format, str(error))) from error
+        # not chained: the engine's own error quotes the file's lines, and tracebacks reach logs and lineage
+        raise DeliveryError(read_errors.read_failure_message(path, source.format, str(error),
+                                                             _holds_personal_data(source))) from None
 
 
-def _first_line(error: Exception) -> str:
+def _holds_personal_data(source: SourceDefinition) -> bool:
+    """The source's files have personal columns (the catalog's `pii:` on raw/<source>): no error quotes them."""
+    return personal_data(raw_dataset(source)).holds_personal_data
+
+
+def _first_line(error: Exception, source: SourceDefinition) -> str:
     """The engine's reason, bounded (used where no single file can be named)."""
-    return read_errors.engine_reason(str(error))
+    return read_errors.engine_reason(str(error), personal=_holds_personal_data(source))
 
 
 def planned_deliveries(landing_dir: Path, source: SourceDefinition, first_day: dt.date | None = None,
@@ -175,9 +183,10 @@ def _unreadable_file(connection: duckdb.DuckDBPyConnection, source: SourceDefini
             try:
                 cursor.execute(f"CREATE OR REPLACE TEMP TABLE probe AS {reader_sql(source)}", {"paths": [str(path)]})
             except duckdb.Error as file_error:
-                return DeliveryError(read_errors.read_failure_message(path, source.format, str(file_error)))
+                return DeliveryError(read_errors.read_failure_message(path, source.format, str(file_error),
+                                                                      _holds_personal_data(source)))
     return DeliveryError(f"{files[0][1]} and {len(files) - 1} more: cannot be read together as {source.format}: "
-                         f"{_first_line(error)}")
+                         f"{_first_line(error, source)}")
 
 
 def _days_predicate(days: Sequence[dt.date]) -> str:
@@ -215,7 +224,7 @@ def _stage(connection, source, deliveries: list[Delivery], batch_id, target) -> 
         try:
             _insert_files(connection, source, target, group, batch_id)
         except duckdb.Error as error:
-            raise _unreadable_file(connection, source, group, error) from error
+            raise _unreadable_file(connection, source, group, error) from None  # the engine's error quotes lines
     return batch
 
 

@@ -6,7 +6,8 @@ file content cut to an excerpt, so a message stays short whatever the file holds
 the file's own bytes prove it: a compressed, archived or Parquet file under a text format's name, a UTF-16
 byte order mark, NUL bytes, the first byte that is not UTF-8, a header line separated by something else
 than ','. The first bytes are checked before DuckDB reads a file (`format_mismatch`); the rest only once a
-read has failed (`unreadable_message`).
+read has failed (`unreadable_message`). A file of a source with personal data (the catalog's `pii:` columns)
+never has its content quoted: the message says which line instead, since it is shown outside the warehouse.
 """
 
 from __future__ import annotations
@@ -53,11 +54,27 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def engine_reason(message: str, path: str | None = None, quote_line: bool = True) -> str:
+NOT_SHOWN = "(not shown: the file holds personal data)"
+_ANY_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _continuation(lines: list[str], start: int) -> int:
+    """Where the line DuckDB quotes at `start` ends: its reason is the one line after the quote, the last before
+    its appendix. (An unterminated quote makes it quote the following lines too, up to the end of the file.)"""
+    end = next((index for index in range(start + 1, len(lines)) if _APPENDIX.match(lines[index])), len(lines))
+    reason = next((index for index in range(end - 1, start, -1) if lines[index].strip()), end)
+    return reason
+
+
+def engine_reason(message: str, path: str | None = None, quote_line: bool = True, personal: bool = False) -> str:
     """The meaningful lines of a DuckDB error, quoted content cut to an excerpt, `path` named by its file
-    name (the message names the file first); without the line DuckDB quotes when not `quote_line`."""
+    name (the message names the file first); without the line DuckDB quotes when not `quote_line`. With
+    `personal`, no file content at all: the quoted line is left out and said so, quoted values withheld."""
     kept = []
-    for line in message.splitlines():
+    lines = message.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
         if _APPENDIX.match(line):
             break
         line = line.strip()
@@ -66,9 +83,14 @@ def engine_reason(message: str, path: str | None = None, quote_line: bool = True
         label, quoted = ("Original Line:", line.removeprefix("Original Line:").strip()) \
             if line.startswith("Original Line:") else ("", line)
         if label:
-            line = f"{label} {excerpt(quoted)}" if quote_line else ""
+            index = _continuation(lines, index)
+            line = f"the line {NOT_SHOWN}" if personal else f"{label} {excerpt(quoted)}" if quote_line else ""
         else:
-            line = _QUOTED.sub(lambda m: repr(excerpt(m.group(1) or m.group(2))), line)
+            index += 1
+            if personal:
+                line = _ANY_QUOTED.sub(f"'{NOT_SHOWN}'", line)
+            else:
+                line = _QUOTED.sub(lambda m: repr(excerpt(m.group(1) or m.group(2))), line)
         if line:
             kept.append(_bounded(line.removesuffix("."), 2 * EXCERPT_LIMIT))
     return "; ".join(kept) or "(no reason given)"
@@ -185,9 +207,10 @@ def delimiter_hint(head: bytes) -> str | None:
     return f"the header line has {' and '.join(found)} and no ',': wrong delimiter? the contract says ','"
 
 
-def read_hints(head: bytes, declared_format: str, file_name: str, facts: TextFacts | None) -> list[str]:
+def read_hints(head: bytes, declared_format: str, file_name: str, facts: TextFacts | None,
+               personal: bool = False) -> list[str]:
     """What a failed file's bytes prove: its real format, NUL bytes, the first non-UTF-8 byte, another
-    separator in the header line (only when the bytes are text)."""
+    separator in the header line (only when the bytes are text); file content is quoted unless `personal`."""
     mismatch = format_mismatch(head, declared_format, file_name)
     if mismatch:
         return [mismatch]
@@ -196,7 +219,7 @@ def read_hints(head: bytes, declared_format: str, file_name: str, facts: TextFac
     if declared_format == "parquet":
         first_line = _text_line(head)
         if head[:4] != b"PAR1" and first_line:
-            return [f"it starts with text, not Parquet's PAR1: {excerpt(first_line, 60)!r}"]
+            return ["it starts with text, not Parquet's PAR1" + ("" if personal else f": {excerpt(first_line, 60)!r}")]
         return []
     hints = []
     if facts and facts.first_non_utf8:
@@ -243,11 +266,12 @@ def mismatch_message(path: Path, declared_format: str) -> str | None:
     return unreadable_message(path, declared_format, mismatch) if mismatch else None
 
 
-def read_failure_message(path: Path, declared_format: str, engine_message: str) -> str:
-    """The message for a file the engine failed to read: its reason and what the file's bytes prove."""
+def read_failure_message(path: Path, declared_format: str, engine_message: str, personal: bool = False) -> str:
+    """The message for a file the engine failed to read: its reason and what the file's bytes prove; no file
+    content when the source holds `personal` data."""
     head = file_head(path)
     facts = text_facts(_file_chunks(path)) if declared_format != "parquet" and not _signature(head) else None
     # DuckDB 2.0 quotes the line before the one with an invalid UTF-8 byte: the scan names the right one.
     quote_line = facts is None or facts.first_non_utf8 is None
-    return unreadable_message(path, declared_format, engine_reason(engine_message, str(path), quote_line),
-                              read_hints(head, declared_format, path.name, facts))
+    return unreadable_message(path, declared_format, engine_reason(engine_message, str(path), quote_line, personal),
+                              read_hints(head, declared_format, path.name, facts, personal))
