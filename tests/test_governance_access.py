@@ -496,3 +496,16 @@ def test_a_masking_secret_others_can_read_or_nobody_can_read_refuses_masked_read
         read("analyst", "SELECT email FROM bookings")
     assert [r["decision"] for r in read_audit_log()[-2:]] == ["deny", "deny"]
     assert read("data_engineer", "SELECT email FROM bookings").rows  # nothing masked: nothing keyed
+
+
+def test_the_latency_benchmark_reads_as_principals_and_revokes_its_tokens(governed_warehouse, data_dir):
+    from governance.bench import QUERIES, measure
+    from governance.identity import list_tokens
+
+    result = measure(data_dir, repeat=1)
+    assert result["warehouse_bookings"] == governed_warehouse["rows"]
+    assert [row["principal"] for row in result["queries"][1:]] == [principal for principal, _, _ in QUERIES]
+    assert all(row["median_s"] > 0 for row in result["queries"])
+    assert {token["state"] for token in list_tokens(data_dir)} == {"revoked"}
+    allowed = [record for record in read_audit_log(data_dir) if record["decision"] == "allow"]
+    assert len(allowed) == len(QUERIES)

@@ -18,10 +18,11 @@ import duckdb
 import pytest
 
 from deliveries import delivered_file, redeliver
-from governance.access import governed_query, masking_key
+from governance.access import masking_key
 from governance.catalog import MaskingRule, load_catalog
 from governance.masking import mask_category, operations_key, personal_data
 from governance.policy import masked_value, masking_sql
+from governed import read
 from platform_assets.sources.landing import days_between
 
 # Malformed e-mails and phones, copies, missing fields, unknown flights; enough days to train the model.
@@ -162,7 +163,7 @@ def defective_platform(tmp_path_factory):
                 for run_id in run.run_ids:
                     send(run_alerts(instance, repository, settings, run_id), settings.alert_log, None, None)
             # a governed read, so that the audit log is there to scan
-            governed_query("analyst", "SELECT email, passenger_name FROM marts.bookings LIMIT 5")
+            read("analyst", "SELECT email, passenger_name FROM marts.bookings LIMIT 5")
             yield {"settings": settings, "instance": instance, "runs": runs}
     finally:
         for name, value in previous.items():
