@@ -124,6 +124,15 @@ def test_renamed_column_is_refused_and_named(warehouse, landing):
     refused(warehouse, landing, text.encode(), r"missing column\(s\) tailnum; unexpected tail_number: renamed\?")
 
 
+def test_a_file_without_its_header_is_refused_without_repeating_its_first_row(warehouse, landing):
+    """Its first row stands where the header belongs: those are values (of bookings: personal data), not names."""
+    lines = flights_csv(landing).splitlines()
+    message = refused(warehouse, landing, "\n".join(lines[1:]).encode(),
+                      r"missing column\(s\) year, .*; 19 other unexpected name\(s\), not shown")
+    reason = message.split(".csv: ", 1)[1]  # the file's name has the date in it
+    assert not [value for value in lines[1].split(",") if len(value.strip('"')) > 3 and value.strip('"') in reason]
+
+
 def test_wrong_delimiter_is_refused_with_a_hint(warehouse, landing):
     text = flights_csv(landing).replace(",", ";")
     refused(warehouse, landing, text.encode(), r"flights_2013-04-02.csv: .*wrong delimiter\? the contract says ','")

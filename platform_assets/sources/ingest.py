@@ -3,6 +3,7 @@ one transaction, check them against their manifests and the source's contract, c
 rule fails. No Dagster here: the raw assets (raw_assets.py) call it, and so can a script or a test."""
 
 import datetime as dt
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,9 @@ def planned_deliveries(landing_dir: Path, source: SourceDefinition, first_day: d
 
 
 def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -> list[str]:
-    """Refuse a file without every contract column; return the unexpected extra columns."""
+    """Refuse a file without every contract column; return the unexpected extra columns. With columns missing,
+    only unexpected names close to a missing one are repeated (renamed?): a file delivered without its header has
+    its first row there, values (a passenger's e-mail), not names."""
     missing = [c for c in source.columns if c not in delivered]
     extra = [c for c in delivered if c not in source.columns]
     if missing:
@@ -87,7 +90,11 @@ def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -
         if len(delivered) == 1 and any(sep in delivered[0] for sep in ";|\t"):
             hint = "; the header is one column: wrong delimiter? the contract says ','"
         elif extra:
-            hint = f"; unexpected {', '.join(extra)}: renamed?"
+            renamed = [c for c in extra if difflib.get_close_matches(c, missing, n=1, cutoff=0.6)]
+            others = len(extra) - len(renamed)
+            hint = "".join([f"; unexpected {', '.join(renamed)}: renamed?" if renamed else "",
+                            f"; {others} other unexpected name(s), not shown (values, if the file has no header)"
+                            if others else ""])
         raise DeliveryError(f"{path}: missing column(s) {', '.join(missing)}{hint}")
     return extra
 
