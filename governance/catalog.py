@@ -438,6 +438,12 @@ def reference_problems(catalog: Catalog) -> list[str]:
             members[member.email] = f"team '{team_name}'"
     for category in catalog.access.masking:
         need(category in categories, f"access.yml: masking.{category}", "not a pii category in taxonomy.yml")
+    used = {column.pii: key for key, dataset in catalog.datasets.items() for column in dataset.columns.values()
+            if column.pii}
+    for category, key in sorted(used.items()):
+        need(category in catalog.access.masking, "access.yml: masking",
+             f"no rule for pii category '{category}' (used by {key}): its values could be shown neither masked "
+             "in governed reads nor in logs")
     for name, role in catalog.access.roles.items():
         problems += _role_problems(catalog, name, role, levels)
     for index, approval in enumerate(catalog.approvals, 1):

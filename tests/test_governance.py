@@ -118,6 +118,8 @@ def test_the_delay_model_consumer_lists_what_the_model_really_reads():
     ("teams.yml", lambda d: d["partnerships"]["members"].append(
         {"name": "Maria Lopez", "email": "maria.lopez@example.com", "role": "analyst"}),
      "principal 'maria.lopez@example.com' is defined twice"),
+    ("access.yml", lambda d: d["masking"].pop("phone") and None,
+     "access.yml: masking: no rule for pii category 'phone'"),
     ("approvals.yml", lambda d: d.append({"dataset": "marts/nothing", "column": "x", "change": "removed",
                                           "approved_by": "a", "approved_on": "2013-01-01", "reason": "r"}),
      "approvals.yml: entry 1: dataset 'marts/nothing' is not in the catalog"),
