@@ -15,6 +15,13 @@ DATA_START = "2013-01-01"
 DATA_END = "2013-12-31"
 
 
+TARGETS = ("embedded", "team")
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is not valid; the message names the variable."""
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -29,6 +36,9 @@ class Settings:
     # Run monitoring, written into dagster.yaml when the instance is first prepared (docs/operations.md).
     run_monitoring_poll_seconds: int = 30
     run_start_timeout_seconds: int = 180
+    # The deployment: `embedded` (DuckDB, sqlite, local files, one machine) or `team` (PostgreSQL warehouse and
+    # instance, MLflow on PostgreSQL, Celery workers on Redis); docs/team.md.
+    target: str = "embedded"
 
     @property
     def landing_dir(self) -> Path:
@@ -74,7 +84,11 @@ def load_settings() -> Settings:
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
     (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml."""
+    target = os.environ.get("PLATFORM_TARGET", "embedded")
+    if target not in TARGETS:
+        raise SettingsError(f"PLATFORM_TARGET={target!r}: expected one of {', '.join(TARGETS)}")
     return Settings(
+        target=target,
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
         scale=float(os.environ.get("PLATFORM_SCALE", "1")),

@@ -3,10 +3,7 @@ the same as on the default sqlite storage."""
 
 import datetime as dt
 import json
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -19,41 +16,20 @@ from platform_assets.instance import POSTGRES_STORAGE, prepare_instance
 from platform_assets.resources import build_resources
 from platform_assets.settings import REPO_ROOT, load_settings
 from platform_assets.simulator.deliver import deliver_day
+from platform_assets.team.postgres import start_postgres, stop_postgres
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DAY = dt.date(2013, 5, 6)
-
-
-def _as_postgres(*command: str) -> list[str]:
-    """initdb refuses to run as root: run the server as the postgres user then."""
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    assert (PG_BIN / "initdb").exists(), f"PostgreSQL server binaries not found in {PG_BIN}"
-    base = Path(tempfile.mkdtemp(prefix="platform-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    cluster = base / "cluster"
-    subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(cluster), "-U", "postgres", "-A", "trust",
-                                "--no-sync"), check=True, capture_output=True)
-    subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(cluster), "-l", str(base / "server.log"), "-w",
-                                "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {base}", "start"),
-                   check=True, capture_output=True)
+    # under /tmp, not pytest's folder: the server runs as the postgres user, who cannot enter root's 0700 folders
+    server = start_postgres(Path(tempfile.mkdtemp(prefix="platform-pg-")), databases=("dagster",))
     try:
-        connection = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        connection.autocommit = True
-        connection.cursor().execute("CREATE DATABASE dagster")
-        connection.close()
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/dagster"
+        yield server.url("dagster", driver="postgresql+psycopg2")
     finally:
-        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(cluster), "-m", "fast", "stop"),
-                       capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+        stop_postgres(server)
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 def test_the_readme_documents_the_postgres_storage_that_is_tested():

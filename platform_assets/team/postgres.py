@@ -1,0 +1,86 @@
+"""A local PostgreSQL server for the team target: a cluster under a folder, on 127.0.0.1 and a free port, run
+as the `postgres` OS user when this process is root (initdb refuses root). `make team-up` and the tests use it;
+a real team points PLATFORM_WAREHOUSE_URL and friends at its own servers instead."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("PLATFORM_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class ServerError(RuntimeError):
+    """A local server could not be started or stopped; the message names the folder and its log."""
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    folder: Path  # holds cluster/ and server.log
+    port: int
+    user: str = "postgres"
+
+    def url(self, database: str = "postgres", driver: str = "postgresql") -> str:
+        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def cluster(self) -> Path:
+        return self.folder / "cluster"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "server.log"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _as_postgres(*command: str) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
+
+
+def _run(command: list[str], what: str, server: PostgresServer) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ServerError(f"PostgreSQL {what} in {server.folder} failed: {reason[0]} (log: {server.log})")
+
+
+def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, ...] = ()) -> PostgresServer:
+    """Initialise a cluster in `folder` if it has none, start it on 127.0.0.1:`port` (a free one by default), create
+    the `databases` that do not exist yet. Trust authentication on 127.0.0.1 for the `postgres` superuser only:
+    the cluster listens nowhere else; logins the catalog creates get passwords (governance apply)."""
+    if not (PG_BIN / "initdb").exists():
+        raise ServerError(f"PostgreSQL server binaries not found in {PG_BIN} (PLATFORM_PG_BIN)")
+    folder.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(folder, port or free_port())
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    if not (server.cluster / "PG_VERSION").exists():
+        _run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(server.cluster), "-U", "postgres", "-A", "trust",
+                          "--no-sync"), "initdb", server)
+    _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-l", str(server.log), "-w",
+                      "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder}", "start"), "start", server)
+    if databases:
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for name in databases:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if not cursor.fetchone():
+                    cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+    return server
+
+
+def stop_postgres(server: PostgresServer) -> None:
+    _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-m", "fast", "stop"), "stop", server)
