@@ -13,11 +13,24 @@ DAYS ?= 1
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
+# The team deployment (docs/team.md): with PLATFORM_TARGET=team, the settings `make team-up` wrote for its local
+# servers, when they are there; a team with its own servers sets the same variables instead.
+TEAM_ENV := $(PLATFORM_DATA_DIR)/team/team.env
+ifeq ($(PLATFORM_TARGET),team)
+export DAGSTER_HOME := $(PLATFORM_DATA_DIR)/team/dagster_home
+ifneq ($(wildcard $(TEAM_ENV)),)
+include $(TEAM_ENV)
+export PLATFORM_WAREHOUSE_URL DAGSTER_PG_URL MLFLOW_TRACKING_URI PLATFORM_CELERY_BROKER PLATFORM_CELERY_BACKEND
+endif
+endif
+
 # The browser test drives Debian's Chromium (Playwright cannot download its own browser here).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The team deployment's broker (make team-up, the team tests), from Debian the same way.
+REDIS_SERVER := /usr/bin/redis-server
 
-.PHONY: install browser demo test dev mlflow rollback replay instance bench clean
+.PHONY: install browser redis demo test dev mlflow rollback replay instance bench clean team-up team-down team-status
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,25 +47,31 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+redis: $(REDIS_SERVER)
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+
 # dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here.
 $(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 	cd dbt_project && ../$(VENV)/bin/dbt parse --quiet --profiles-dir .
 
 instance: $(VENV)/.installed
-	$(PY) -c "from platform_assets.instance import prepare_instance; from platform_assets.settings import load_settings; prepare_instance(load_settings())"
+	$(PY) -m platform_assets.instance
 
-demo: $(MANIFEST)
+# On the team target the instance first: a missing server setting is one line, before anything else starts.
+demo: $(if $(filter team,$(PLATFORM_TARGET)),instance) $(MANIFEST)
 	$(PY) -m platform_assets.demo
 
-test: $(MANIFEST) $(CHROMIUM)
+test: $(MANIFEST) $(CHROMIUM) $(REDIS_SERVER)
 	$(PY) -m pytest
 
-dev: $(MANIFEST) instance
+dev: instance $(MANIFEST)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: $(VENV)/.installed
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 \
-	  --backend-store-uri sqlite:///$(PLATFORM_DATA_DIR)/mlflow/mlflow.db \
+	  --backend-store-uri $(if $(filter team,$(PLATFORM_TARGET)),"$$MLFLOW_TRACKING_URI",sqlite:///$(PLATFORM_DATA_DIR)/mlflow/mlflow.db) \
 	  --default-artifact-root file://$(PLATFORM_DATA_DIR)/mlflow/artifacts
 
 # Move the model's champion alias back to the version it replaced: make rollback REASON="..." [BY=name]
@@ -69,5 +88,17 @@ replay: $(VENV)/.installed
 bench: $(MANIFEST)
 	$(PY) -m platform_assets.bench
 
+# The team deployment on this machine (docs/team.md): PostgreSQL, Redis and two Celery workers under
+# $(PLATFORM_DATA_DIR)/team/, their settings in $(TEAM_ENV); then PLATFORM_TARGET=team make demo / make dev.
+team-up: $(VENV)/.installed $(REDIS_SERVER)
+	$(PY) -m platform_assets.team up
+
+team-down: $(VENV)/.installed
+	$(PY) -m platform_assets.team down
+
+team-status: $(VENV)/.installed
+	$(PY) -m platform_assets.team status
+
 clean:
+	[ ! -d $(PLATFORM_DATA_DIR)/team ] || $(PY) -m platform_assets.team down
 	rm -rf $(PLATFORM_DATA_DIR) dbt_project/target

@@ -15,12 +15,13 @@ from platform_assets.automation.landing import landing_zone_sensor  # noqa: E402
 from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
+from platform_assets.execution import platform_executor  # noqa: E402
 from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
 from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
 from platform_assets.resources import build_resources  # noqa: E402
-from platform_assets.settings import Settings  # noqa: E402
+from platform_assets.settings import Settings, load_settings  # noqa: E402
 from platform_assets.sources.definitions import SOURCES  # noqa: E402
 from platform_assets.sources.raw_assets import RAW_ASSETS  # noqa: E402
 from platform_assets.transformations.dbt_assets import dbt_models  # noqa: E402
@@ -91,17 +92,16 @@ ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The platform's definitions with resources bound to `settings` (default: the environment now). A process
     that runs several runs under different data folders (the tests) builds them per run."""
+    settings = settings or load_settings()
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=[bookings_reconciliation, feature_distribution, dbt_schema_changes],
         jobs=[materialize_all, retrain_delay_model],
         sensors=[landing_zone_sensor, downstream_automation, owner_alert_sensor, retrain_on_drift],
         resources=build_resources(settings),
-        # Every step reads or writes the one DuckDB file, which takes one writer at a time, so nothing in a run
-        # can run in parallel: steps run one after another inside the run's process. A process per step (the
-        # multiprocess executor) costs 4-8 s of interpreter start and imports each and buys no parallelism here.
-        # A deployment on a warehouse with concurrent writers swaps this for a multiprocess or distributed one.
-        executor=dg.in_process_executor,
+        # embedded: steps one after another in the run's process (one DuckDB writer); team: steps as Celery tasks
+        # on the workers, in parallel where the graph allows (platform_assets/execution.py).
+        executor=platform_executor(settings),
     )
 
 

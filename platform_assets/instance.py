@@ -1,4 +1,5 @@
-"""The Dagster instance under <data>/dagster_home: local sqlite storage by default."""
+"""The Dagster instance under <data>/dagster_home: local sqlite storage by default; on the team target under
+<data>/team/dagster_home, on PostgreSQL, several runs at once."""
 
 from __future__ import annotations
 
@@ -9,24 +10,61 @@ from pathlib import Path
 
 import yaml
 
-from platform_assets.settings import Settings
+from platform_assets.settings import Settings, SettingsError, load_settings
 
-DAGSTER_YAML = """\
+HEADER = """\
 # Dagster instance of this data platform (written by platform_assets.instance; edit freely, it is kept: only a
 # missing run_launcher or run_monitoring block is ever appended).
+"""
+# What differs per target (settings.target): where the instance keeps its state, and how many runs run at once.
+STORAGE_NOTE = {
+    "embedded": """\
 # Storage: sqlite files in this folder (the event log writes a run's per-day asset events in batches:
 # platform_assets/event_log.py). For a team deployment, replace with `storage: postgres:` (README).
+""",
+    "team": """\
+# Storage: PostgreSQL, the database DAGSTER_PG_URL names (the team target, docs/team.md).
+""",
+}
+RUN_CONCURRENCY = {
+    "embedded": """\
 concurrency:
   runs:
     # DuckDB allows one writing process per warehouse file: queued runs start one at a time. Within a run,
     # steps run one after another in the run's process (platform_assets/definitions.py).
     max_concurrent_runs: 1
+""",
+    # Run-level tag limits, not op pools: a pool is one name per op, so it could only hold back every day of a
+    # source at once; a run tag carries the day. Runs from the UI have no such tag (docs/team.md).
+    "team": """\
+concurrency:
+  runs:
+    # The PostgreSQL warehouse takes concurrent writers: several runs at once, their steps in parallel on the
+    # Celery workers (platform_assets/execution.py), but never two runs that write the same source and day: the
+    # landing sensor tags each run platform/source_day=<source>/<day>.
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: platform/source_day
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+""",
+}
+COMMON = """\
 telemetry:
   enabled: false
 # Evaluate each asset's freshness policy (from the governance catalog's SLAs) in the daemon.
 freshness:
   enabled: true
 """
+
+
+def dagster_yaml(target: str) -> str:
+    """A new instance's dagster.yaml for `target`, without its run monitoring and storage blocks."""
+    return HEADER + STORAGE_NOTE[target] + RUN_CONCURRENCY[target] + COMMON
+
+
+DAGSTER_YAML = dagster_yaml("embedded")
 
 SQLITE_EVENT_LOG = """\
 event_log_storage:
@@ -84,16 +122,16 @@ def missing_blocks(text: str, blocks: dict[str, str]) -> str:
 
 
 def prepare_instance(settings: Settings) -> Path:
-    """Create DAGSTER_HOME with its dagster.yaml if missing (Postgres storage when DAGSTER_PG_URL is set,
-    local sqlite otherwise) and its storage, point this process at it, return it. An existing dagster.yaml is kept;
-    run monitoring is appended to one written before it existed. Processes that start at once on a new data folder
-    (`make dev` and `make demo`, a daemon and a run) take turns: Dagster creating the same new sqlite storage from two
-    processes fails and can leave it unusable ("more than one head present")."""
+    """Create DAGSTER_HOME with its dagster.yaml if missing (Postgres storage when DAGSTER_PG_URL is set or the
+    target is `team`, local sqlite otherwise) and its storage, point this process at it, return it. An existing
+    dagster.yaml is kept; run monitoring is appended to one written before it existed. Processes that start at once
+    on a new data folder (`make dev` and `make demo`, a daemon and a run) take turns: Dagster creating the same new
+    sqlite storage from two processes fails and can leave it unusable ("more than one head present")."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".prepare.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _write_config(home / "dagster.yaml", run_monitoring_blocks(settings), home)
+        _write_config(home / "dagster.yaml", run_monitoring_blocks(settings), home, settings.target)
         os.environ["DAGSTER_HOME"] = str(home)
         import dagster as dg  # late: the settings and the CLI load without it
 
@@ -102,16 +140,46 @@ def prepare_instance(settings: Settings) -> Path:
     return home
 
 
-def _write_config(config: Path, blocks: dict[str, str], home: Path) -> None:
+class InstanceConfigError(ValueError):
+    """An existing dagster.yaml does not fit the target; the message names the file and what to do."""
+
+
+def _write_config(config: Path, blocks: dict[str, str], home: Path, target: str = "embedded") -> None:
     if not config.exists():
-        storage = POSTGRES_STORAGE if os.environ.get("DAGSTER_PG_URL") else SQLITE_EVENT_LOG.format(
+        postgres = target == "team" or os.environ.get("DAGSTER_PG_URL")
+        storage = POSTGRES_STORAGE if postgres else SQLITE_EVENT_LOG.format(
             base_dir=home / "history" / "runs")  # where Dagster's default sqlite storage keeps event logs
-        config.write_text(DAGSTER_YAML + "".join(blocks.values()) + storage)
+        config.write_text(dagster_yaml(target) + "".join(blocks.values()) + storage)
         return
     text = config.read_text()
+    if target == "team" and not _stores_in_postgres(text):
+        raise InstanceConfigError(f"{config}: PLATFORM_TARGET=team keeps runs in PostgreSQL, but this file has no "
+                                  "`storage: postgres:` block; add it (docs/team.md) or move the file aside")
     added = missing_blocks(text, blocks)
     if added:
         with config.open("a") as file:  # appended, never rewritten: the user's lines stay as they are
             file.write(("" if text.endswith("\n") else "\n") + added)
         print(f"{config}: added run monitoring (a run whose process died is marked failed; "
               "docs/operations.md)", file=sys.stderr)
+
+
+def _stores_in_postgres(text: str) -> bool:
+    try:
+        storage = (yaml.safe_load(text) or {}).get("storage")
+    except yaml.YAMLError:
+        return True  # Dagster will say what is wrong with it
+    return isinstance(storage, dict) and "postgres" in storage
+
+
+def main() -> int:
+    """`make instance` (and `make demo` on the team target): prepare the instance; a wrong setting is one line."""
+    try:
+        prepare_instance(load_settings())
+    except (SettingsError, InstanceConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

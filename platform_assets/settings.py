@@ -16,6 +16,15 @@ DATA_END = "2013-12-31"
 
 
 TARGETS = ("embedded", "team")
+# What the `team` target runs on, each from one environment variable (`make team-up` writes them for servers on
+# this machine to <data>/team/team.env; a team sets them for its own). Required on `team`, ignored on `embedded`.
+TEAM_VARIABLES = {
+    "warehouse_url": "PLATFORM_WAREHOUSE_URL",  # the PostgreSQL warehouse
+    "dagster_pg_url": "DAGSTER_PG_URL",  # Dagster's runs, event logs and schedules (postgresql+psycopg2://)
+    "mlflow_tracking_url": "MLFLOW_TRACKING_URI",  # MLflow's tracking store and registry (postgresql://)
+    "celery_broker": "PLATFORM_CELERY_BROKER",  # the Celery executor's broker (redis://)
+    "celery_backend": "PLATFORM_CELERY_BACKEND",  # where Celery workers report step results (redis://)
+}
 
 
 class SettingsError(ValueError):
@@ -39,6 +48,12 @@ class Settings:
     # The deployment: `embedded` (DuckDB, sqlite, local files, one machine) or `team` (PostgreSQL warehouse and
     # instance, MLflow on PostgreSQL, Celery workers on Redis); docs/team.md.
     target: str = "embedded"
+    # The team target's servers (TEAM_VARIABLES); None on embedded.
+    warehouse_url: str | None = None
+    dagster_pg_url: str | None = None
+    mlflow_tracking_url: str | None = None
+    celery_broker: str | None = None
+    celery_backend: str | None = None
 
     @property
     def landing_dir(self) -> Path:
@@ -54,7 +69,8 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        """A sqlite file in the data folder, or on `team` the PostgreSQL database MLFLOW_TRACKING_URI names."""
+        return self.mlflow_tracking_url or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifact_location(self) -> str:
@@ -66,7 +82,9 @@ class Settings:
 
     @property
     def dagster_home(self) -> Path:
-        return self.data_dir / "dagster_home"
+        """One per target: a team instance (PostgreSQL storage, several runs at once) never reuses the embedded
+        one's dagster.yaml in the same data folder."""
+        return self.data_dir / "team" / "dagster_home" if self.target == "team" else self.data_dir / "dagster_home"
 
     @property
     def alert_log(self) -> Path:
@@ -83,12 +101,14 @@ def load_settings() -> Settings:
     not readable yet, DUCKDB_MEMORY_LIMIT (DuckDB's default, 80% of RAM) for the warehouse's connections
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
-    (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml."""
+    (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml.
+    PLATFORM_TARGET (embedded); on `team`, every variable of TEAM_VARIABLES is required (docs/team.md)."""
     target = os.environ.get("PLATFORM_TARGET", "embedded")
     if target not in TARGETS:
         raise SettingsError(f"PLATFORM_TARGET={target!r}: expected one of {', '.join(TARGETS)}")
     return Settings(
         target=target,
+        **(team_servers(os.environ) if target == "team" else {}),
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
         scale=float(os.environ.get("PLATFORM_SCALE", "1")),
@@ -101,3 +121,21 @@ def load_settings() -> Settings:
         run_monitoring_poll_seconds=int(os.environ.get("PLATFORM_RUN_MONITORING_POLL_SECONDS", "30")),
         run_start_timeout_seconds=int(os.environ.get("PLATFORM_RUN_START_TIMEOUT_SECONDS", "180")),
     )
+
+
+POSTGRES_ONLY = ("warehouse_url", "dagster_pg_url")  # the others may name any store MLflow or Celery supports
+
+
+def team_servers(environ) -> dict[str, str]:
+    """The team target's server settings from `environ`. Fails closed: a missing one is an error, never a
+    silent fall back to the embedded piece (DuckDB, sqlite, in-process steps)."""
+    values = {}
+    for field, variable in TEAM_VARIABLES.items():
+        value = (environ.get(variable) or "").strip()
+        if not value:
+            raise SettingsError(f"{variable} is not set: PLATFORM_TARGET=team needs it (`make team-up` writes it to "
+                                "<data>/team/team.env; docs/team.md)")
+        if field in POSTGRES_ONLY and value.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise SettingsError(f"{variable}={value.split('://', 1)[0]}://...: expected a postgresql:// URL")
+        values[field] = value
+    return values

@@ -91,7 +91,9 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext):
                     partition_key=None if source.snapshot else partition,
                     asset_selection=[dg.AssetKey(["raw", source.name])],
                     tags={"platform/trigger": "landing_zone_sensor", "platform/source": source.name,
-                          "platform/delivery": delivery, "platform/data_date": partition},
+                          "platform/delivery": delivery, "platform/data_date": partition,
+                          # on the team target, at most one run at a time per value (platform_assets/instance.py)
+                          "platform/source_day": f"{source.name}/{partition}"},
                 ))
     context.update_cursor(json.dumps(handled, sort_keys=True))
     if requests:

@@ -82,5 +82,18 @@ def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, 
     return server
 
 
+def running_postgres(folder: Path) -> PostgresServer | None:
+    """The server running on the cluster in `folder`, or None: `pg_ctl status` says whether its postmaster is
+    alive, and the postmaster.pid file (its fourth line) on which port."""
+    cluster = folder / "cluster"
+    if not (cluster / "PG_VERSION").exists():
+        return None
+    status = subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(cluster), "status"), capture_output=True)
+    if status.returncode:
+        return None
+    lines = (cluster / "postmaster.pid").read_text().splitlines()
+    return PostgresServer(folder, int(lines[3]))
+
+
 def stop_postgres(server: PostgresServer) -> None:
     _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-m", "fast", "stop"), "stop", server)
