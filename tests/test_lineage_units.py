@@ -134,6 +134,19 @@ def test_disabled_lineage_records_nothing(tmp_path, monkeypatch):
 def test_mlflow_stores_are_namespaced_by_location():
     assert mlflow_namespace("sqlite:////data/mlflow/mlflow.db") == "mlflow:///data/mlflow/mlflow.db"
     assert mlflow_namespace("http://127.0.0.1:5000") == "mlflow://127.0.0.1:5000"
+    assert mlflow_namespace("postgresql+psycopg2://postgres:pw@127.0.0.1:6543/mlflow") == "mlflow://127.0.0.1:6543/mlflow"
+
+
+def test_warehouse_tables_are_named_as_dbt_ol_names_them_on_each_target(tmp_path):
+    from platform_assets.lineage.datasets import Locations, table_dataset
+
+    embedded = Locations(tmp_path / "warehouse" / "warehouse.duckdb", "sqlite:///m.db", "model")
+    assert embedded.identity(table_dataset("raw.flights")) == (
+        f"duckdb://{tmp_path}/warehouse/warehouse.duckdb", "warehouse.raw.flights")
+    team = Locations(tmp_path / "unused.duckdb", "sqlite:///m.db", "model",
+                     warehouse_url="postgresql://platform:secret@127.0.0.1:6543/warehouse")
+    assert team.identity(table_dataset("marts.flights")) == ("postgres://127.0.0.1:6543", "warehouse.marts.flights")
+    assert team.warehouse_database == "warehouse"  # user and password never reach a namespace
 
 
 def test_the_schema_check_catches_a_broken_event_and_facet():

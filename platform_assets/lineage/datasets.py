@@ -2,7 +2,8 @@
 
 - a warehouse table as dbt's OpenLineage integration (dbt-ol) names DuckDB tables: namespace
   `duckdb://<path of the DuckDB file>` and name `<database>.<schema>.<table>`, the database being the file's
-  stem as dbt-duckdb reports it (`warehouse.raw.flights`);
+  stem as dbt-duckdb reports it (`warehouse.raw.flights`); on the team target as OpenLineage names PostgreSQL
+  tables: namespace `postgres://<host>:<port>`, name `<database>.<schema>.<table>`;
 - a landing file as the client's `LocalFileSystem` naming does: namespace `file`, name its absolute path;
 - a registered MLflow model: namespace `mlflow://<tracking store>`, name the registered model, the registered
   version as its dataset version (`models:/flight_delay_classifier/3` is name + version).
@@ -50,16 +51,27 @@ def model_dataset(name: str = "", version_from: str | None = "model_version") ->
 
 @dataclass(frozen=True)
 class Locations:
-    """Where the platform's datasets live: the warehouse file and the MLflow tracking store."""
+    """Where the platform's datasets live: the warehouse (a DuckDB file, or a PostgreSQL URL on the team target)
+    and the MLflow tracking store."""
 
     warehouse_path: Path
     mlflow_tracking_uri: str
     registered_model: str
+    warehouse_url: str | None = None  # postgresql://user@host:port/database on the team target
+
+    @property
+    def warehouse_database(self) -> str:
+        """The warehouse's database name as the dbt adapter reports it."""
+        if self.warehouse_url:
+            return urlparse(self.warehouse_url).path.lstrip("/")
+        return self.warehouse_path.stem
 
     def identity(self, ref: DatasetRef) -> tuple[str, str]:
         """(namespace, name) of a dataset."""
         if ref.kind == TABLE:
-            return warehouse_namespace(self.warehouse_path), f"{self.warehouse_path.stem}.{ref.name}"
+            namespace = (postgres_namespace(self.warehouse_url) if self.warehouse_url
+                         else warehouse_namespace(self.warehouse_path))
+            return namespace, f"{self.warehouse_database}.{ref.name}"
         if ref.kind == FILE:
             naming = LocalFileSystem(path=ref.name)
             return naming.get_namespace(), naming.get_name()
@@ -71,10 +83,19 @@ def warehouse_namespace(warehouse_path: Path) -> str:
     return f"duckdb://{warehouse_path}"
 
 
+def postgres_namespace(url: str) -> str:
+    """OpenLineage's namespace for PostgreSQL: `postgres://<host>:<port>` (no user, password or database)."""
+    parsed = urlparse(url)
+    return f"postgres://{parsed.hostname}:{parsed.port or 5432}"
+
+
 def mlflow_namespace(tracking_uri: str) -> str:
-    """`mlflow://<host:port>` for a tracking server, `mlflow://<path>` for a local store (sqlite or files)."""
+    """`mlflow://<host:port>` for a tracking server or a PostgreSQL store (and its database), `mlflow://<path>` for a
+    local store (sqlite or files)."""
     parsed = urlparse(tracking_uri)
     if parsed.scheme in ("http", "https"):
         return f"mlflow://{parsed.netloc}"
+    if parsed.scheme.startswith("postgresql"):  # a database store (team target): its server and database, no login
+        return f"mlflow://{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
     path = parsed.path if parsed.scheme else tracking_uri
     return "mlflow:///" + path.lstrip("/")

@@ -59,7 +59,7 @@ def model_runs(step: Step, manifest: Mapping, results: Mapping, recorded: Mappin
     tests = tests_by_model(manifest, results)
     dbt_version = results.get("metadata", {}).get("dbt_version", "unknown")
     published_at = now()
-    database = step.locations.warehouse_path.stem
+    database = step.locations.warehouse_database
     sqlglot_schema = {database: _nested(columns)}
     cache = ColumnLineageCache(step.emitter.directory / COLUMN_LINEAGE_CACHE, sqlglot_schema)
     for result in results["results"]:

@@ -75,6 +75,7 @@ class Step:
                 warehouse_path=settings.warehouse_path if warehouse is None else Path(warehouse.path).resolve(),
                 mlflow_tracking_uri=getattr(mlflow, "tracking_uri", settings.mlflow_tracking_uri),
                 registered_model=getattr(mlflow, "registered_model_name", ""),
+                warehouse_url=settings.warehouse_url if settings.target == "team" else None,
             ),
             catalog=load_catalog(),
             emitter=LineageEmitter(settings.lineage_dir),
