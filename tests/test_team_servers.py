@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import psutil
@@ -74,7 +75,9 @@ def test_team_up_reuses_what_runs_and_writes_private_settings(team):
     settings = read_env_file(env_file)
     assert set(settings) == {"PLATFORM_TARGET", *TEAM_VARIABLES.values()}
     loaded = load_settings()
-    assert loaded.target == "team" and loaded.dagster_pg_url.startswith("postgresql+psycopg2://postgres@127.0.0.1:")
+    assert loaded.target == "team" and loaded.dagster_pg_url.startswith("postgresql+psycopg2://postgres:")
+    with pytest.raises(psycopg2.OperationalError, match="password"):  # nobody connects without the password
+        psycopg2.connect(loaded.warehouse_url.replace(urlparse(loaded.warehouse_url).password, "wrong"))
     assert loaded.dagster_home == team.data_dir / "team" / "dagster_home"
 
     # Redis listens on 127.0.0.1 only and answers only with the password.

@@ -5,6 +5,7 @@ a real team points PLATFORM_WAREHOUSE_URL and friends at its own servers instead
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -20,12 +21,14 @@ class ServerError(RuntimeError):
 
 @dataclass(frozen=True)
 class PostgresServer:
-    folder: Path  # holds cluster/ and server.log
+    folder: Path  # holds cluster/, server.log and the superuser's password
     port: int
     user: str = "postgres"
+    password: str | None = None  # None: a cluster made before passwords (trust), kept as it is
 
     def url(self, database: str = "postgres", driver: str = "postgresql") -> str:
-        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+        login = f"{self.user}:{self.password}" if self.password else self.user
+        return f"{driver}://{login}@127.0.0.1:{self.port}/{database}"
 
     @property
     def cluster(self) -> Path:
@@ -53,25 +56,41 @@ def _run(command: list[str], what: str, server: PostgresServer) -> None:
         raise ServerError(f"PostgreSQL {what} in {server.folder} failed: {reason[0]} (log: {server.log})")
 
 
+PASSWORD_FILE = "superuser.password"
+
+
+def _password(folder: Path) -> str | None:
+    path = folder / PASSWORD_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
 def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, ...] = ()) -> PostgresServer:
     """Initialise a cluster in `folder` if it has none, start it on 127.0.0.1:`port` (a free one by default), create
-    the `databases` that do not exist yet. Trust authentication on 127.0.0.1 for the `postgres` superuser only:
-    the cluster listens nowhere else; logins the catalog creates get passwords (governance apply)."""
+    the `databases` that do not exist yet. Every connection needs a password (scram-sha-256), the superuser's too: a
+    random one, kept in `folder`/superuser.password (mode 600) and in the URLs the settings carry; the cluster
+    listens on 127.0.0.1 only. Logins the catalog creates get their own (governance apply)."""
     if not (PG_BIN / "initdb").exists():
         raise ServerError(f"PostgreSQL server binaries not found in {PG_BIN} (PLATFORM_PG_BIN)")
     folder.mkdir(parents=True, exist_ok=True)
-    server = PostgresServer(folder, port or free_port())
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    if not (server.cluster / "PG_VERSION").exists():
-        _run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(server.cluster), "-U", "postgres", "-A", "trust",
-                          "--no-sync"), "initdb", server)
+    if not (folder / "cluster" / "PG_VERSION").exists():
+        secret = folder / PASSWORD_FILE
+        descriptor = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(24))
+        if os.geteuid() == 0:
+            shutil.chown(secret, "postgres", "postgres")  # initdb reads it as that user
+        server = PostgresServer(folder, port or free_port(), password=_password(folder))
+        _run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(server.cluster), "-U", "postgres",
+                          "-A", "scram-sha-256", f"--pwfile={secret}", "--no-sync"), "initdb", server)
+    server = PostgresServer(folder, port or free_port(), password=_password(folder))
     _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-l", str(server.log), "-w",
                       "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder}", "start"), "start", server)
     if databases:
         import psycopg2
 
-        connection = psycopg2.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres")
+        connection = psycopg2.connect(server.url())
         connection.autocommit = True
         with connection.cursor() as cursor:
             for name in databases:
@@ -92,7 +111,7 @@ def running_postgres(folder: Path) -> PostgresServer | None:
     if status.returncode:
         return None
     lines = (cluster / "postmaster.pid").read_text().splitlines()
-    return PostgresServer(folder, int(lines[3]))
+    return PostgresServer(folder, int(lines[3]), password=_password(folder))
 
 
 def stop_postgres(server: PostgresServer) -> None:
