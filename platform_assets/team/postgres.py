@@ -53,10 +53,30 @@ def _run(command: list[str], what: str, server: PostgresServer) -> None:
         raise ServerError(f"PostgreSQL {what} in {server.folder} failed: {reason[0]} (log: {server.log})")
 
 
+CLIENT_AUTHENTICATION = """\
+# Written by platform_assets/team/postgres.py at every start: the postgres superuser without a password (this
+# machine's operator; the socket is in the server's own folder), every other role with its SCRAM password.
+local   all   postgres                   trust
+host    all   postgres   127.0.0.1/32    trust
+local   all   all                        scram-sha-256
+host    all   all        127.0.0.1/32    scram-sha-256
+"""
+
+
+def _write_client_authentication(server: PostgresServer) -> None:
+    """initdb's `-A trust` trusts every role: replace it, so the logins governance apply makes need passwords."""
+    path = server.cluster / "pg_hba.conf"
+    path.write_text(CLIENT_AUTHENTICATION)
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
 def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, ...] = ()) -> PostgresServer:
     """Initialise a cluster in `folder` if it has none, start it on 127.0.0.1:`port` (a free one by default), create
     the `databases` that do not exist yet. Trust authentication on 127.0.0.1 for the `postgres` superuser only:
-    the cluster listens nowhere else; logins the catalog creates get passwords (governance apply)."""
+    the cluster listens nowhere else; logins the catalog creates get passwords (governance apply, governance
+    password). Connections and disconnections are logged to server.log with the user and database of each line
+    (governance apply adds every statement of the governed logins)."""
     if not (PG_BIN / "initdb").exists():
         raise ServerError(f"PostgreSQL server binaries not found in {PG_BIN} (PLATFORM_PG_BIN)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,8 +86,11 @@ def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, 
     if not (server.cluster / "PG_VERSION").exists():
         _run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(server.cluster), "-U", "postgres", "-A", "trust",
                           "--no-sync"), "initdb", server)
+    _write_client_authentication(server)
+    logging = "-c log_connections=on -c log_disconnections=on -c \"log_line_prefix=%m [%p] %q%u@%d \""
     _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-l", str(server.log), "-w",
-                      "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder}", "start"), "start", server)
+                      "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder} {logging}", "start"),
+         "start", server)
     if databases:
         import psycopg2
 
