@@ -480,6 +480,7 @@ def plan_changes(want: Desired, actual: Actual) -> Plan:
                 or privilege.relation in governed_relations
                 or (privilege.kind == "schema" and privilege.target[0] in governed_schemas))
 
+    changes: list[tuple[str, Privilege, str]] = []  # (verb, privilege, what follows the grantee)
     for privilege, grants in sorted(actual.privileges.items()):
         if not ours(privilege):
             continue
@@ -488,14 +489,15 @@ def plan_changes(want: Desired, actual: Actual) -> Plan:
         for grantor, grantable in grants:
             by = "" if grantor == owner or grantor == want_owner(want, privilege) else f" GRANTED BY {ident(grantor)}"
             if not wanted or by:
-                run(Step(f"REVOKE {privilege.on()} FROM {grantee_sql(privilege.grantee)}{by} CASCADE"))
+                changes.append(("REVOKE", privilege, f"{by} CASCADE"))
             elif grantable:
-                run(Step(f"REVOKE GRANT OPTION FOR {privilege.on()} FROM {grantee_sql(privilege.grantee)} CASCADE"))
+                changes.append(("REVOKE GRANT OPTION FOR", privilege, " CASCADE"))
     for privilege in sorted(want.privileges):
         grants = [] if privilege.relation in recreated else actual.privileges.get(privilege, [])
         owner = actual.owners.get((privilege.kind if privilege.kind != "column" else "table", *privilege.target[:2]))
         if not any(grantor in (owner, want_owner(want, privilege)) for grantor, _ in grants):
-            run(Step(f"GRANT {privilege.on()} TO {grantee_sql(privilege.grantee)}"))
+            changes.append(("GRANT", privilege, ""))
+    steps += _grouped(changes, actual)
 
     # roles no longer in the catalog: what they own and were granted in this database, then the role
     for name in dropped_roles:
@@ -513,6 +515,25 @@ def plan_changes(want: Desired, actual: Actual) -> Plan:
                      shown=f"-- set the masking key of audience {audience} (derived from the data folder's "
                            "masking secret; not shown, not logged)"))
     return Plan(steps, notes)
+
+
+def _grouped(changes: list[tuple[str, Privilege, str]], actual: Actual) -> list[Step]:
+    """One statement per change, object and grantee: the columns of a column privilege listed together, in the
+    table's order."""
+    merged: dict[tuple, list[str]] = {}
+    for verb, privilege, suffix in changes:
+        target = privilege.target[:2] if privilege.kind == "column" else privilege.target
+        key = (verb, privilege.kind, target, privilege.grantee, privilege.privilege, suffix)
+        merged.setdefault(key, []).append(privilege.target[-1])
+    steps = []
+    for (verb, kind, target, grantee, privilege, suffix), columns in merged.items():
+        if kind == "column":
+            order = actual.relations.get(target, {}).get("columns", [])
+            columns = sorted(columns, key=lambda name: order.index(name) if name in order else len(order))
+        on = (f"{privilege} ({', '.join(map(ident, columns))}) ON TABLE {ident(*target)}" if kind == "column"
+              else Privilege(kind, target, grantee, privilege).on())
+        steps.append(Step(f"{verb} {on} {'TO' if verb == 'GRANT' else 'FROM'} {grantee_sql(grantee)}{suffix}"))
+    return steps
 
 
 def want_owner(want: Desired, privilege: Privilege) -> str | None:

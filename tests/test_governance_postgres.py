@@ -4,6 +4,7 @@ then read AS each principal's own login over TCP with its password. The access t
 logins; row filters, deny by default, the keys out of reach, the owner role refused, apply idempotent and revoking
 what the catalog no longer gives."""
 
+import datetime as dt
 import re
 import shutil
 import tempfile
@@ -18,11 +19,13 @@ from governance.access import masking_key
 from governance.catalog import load_catalog
 from governance.cli import main as governance_main
 from governance.identity import principals
-from governance.policy import SEQUENCE_MASKING, decide, masked_value
-from governance.postgres import OWNER, ApplyError, apply_catalog, issue_password, view_owner, view_schema
+from governance.catalog import MaskingRule
+from governance.policy import SEQUENCE_MASKING, decide, masked_value, masking_sql
+from governance.postgres import OWNER, ApplyError, apply_catalog, issue_password, literal, view_owner, view_schema
 from governed import principal_of, published_rows
 from platform_assets.team.postgres import start_postgres, stop_postgres
 from test_governance_access import ATTRIBUTES, PII_COLUMNS, ROLES, _leaks
+from test_personal_data import DATES, RULES, TEXTS
 
 CATALOG = load_catalog()
 PG_TYPES = {"DOUBLE": "double precision"}  # every other contract type is spelled the same in PostgreSQL
@@ -118,6 +121,28 @@ def _stored(key: str, carrier: str | None = None) -> tuple[list[str], list[list]
     names = list(table["columns"])
     rows = [row for row in table["rows"] if carrier is None or row[names.index("carrier")] == carrier]
     return names, rows
+
+
+@pytest.mark.parametrize("rule", [*RULES, MaskingRule(rule="year")], ids=lambda r: f"{r.rule}{r.keep or ''}")
+def test_the_postgres_form_of_a_masking_rule_gives_what_python_gives(warehouse, rule):
+    """masking_sql's PostgreSQL dialect, the Python form and (test_personal_data) the DuckDB form are one
+    definition: equal on NULL, empty, unicode, quotes and 10,000-character values, dates and timestamps."""
+    key = masking_key(warehouse["data"], "consumer:ua-partner-feed")
+    values = DATES if rule.rule == "year" else TEXTS + (DATES if rule.rule == "hash" else [])
+    connection = psycopg2.connect(warehouse["url"])
+    try:
+        with connection.cursor() as cursor:
+            for value in values:
+                kind = ("timestamp" if isinstance(value, dt.datetime) else "date" if isinstance(value, dt.date)
+                        or (value is None and rule.rule == "year") else "text")
+                cursor.execute(f"CREATE TEMP TABLE stored (value {kind})")
+                cursor.execute("INSERT INTO stored VALUES (%s)", (value,))
+                cursor.execute(f"SELECT {masking_sql(rule, 'value', literal(key), 'postgres')} FROM stored")
+                assert cursor.fetchone()[0] == masked_value(rule, value, key), (rule, value)
+                cursor.execute("DROP TABLE stored")
+    finally:
+        connection.rollback()
+        connection.close()
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -267,7 +292,10 @@ def test_the_plan_lists_what_apply_runs_and_a_second_apply_plans_nothing(warehou
                       'CREATE VIEW "governed_analyst"."bookings" WITH (security_barrier) AS SELECT',
                       'REVOKE CONNECT ON DATABASE "warehouse" FROM PUBLIC CASCADE',
                       'REVOKE USAGE ON SCHEMA "public" FROM PUBLIC CASCADE',
-                      'GRANT SELECT ("email") ON TABLE "marts"."bookings" TO "gov_analyst_views"',
+                      'GRANT SELECT ("booking_id", "flight_id", "flight_date", "carrier", "flight_number", "origin", '
+                      '"dest", "booked_on", "passenger_name", "email", "phone_e164", "date_of_birth", "loyalty_number", '
+                      '"fare_class", "fare_usd", "data_date", "_source_file", "_batch_id", "_row_number") ON TABLE '
+                      '"marts"."bookings" TO "gov_analyst_views"',
                       "-- set the masking key of audience consumer:ua-partner-feed"):
         assert statement in applied
     assert apply_catalog(CATALOG, execute=False, url=warehouse["url"], data_dir=warehouse["data"]).steps == []
@@ -336,7 +364,13 @@ def test_what_the_catalog_no_longer_gives_is_revoked_on_the_next_apply(warehouse
         plan = apply_catalog(changed, execute=False, url=warehouse["url"], data_dir=warehouse["data"]).text()
         for statement in ('DROP VIEW "governed_ml_service"."flights"',
                           'DROP POLICY "gov_ml_service" ON "marts"."flights"',
-                          'REVOKE SELECT ("dep_delay") ON TABLE "marts"."flights" FROM "gov_ml_service_views" CASCADE',
+                          'REVOKE SELECT ("flight_id", "flight_date", "data_date", "carrier", "airline_name", '
+                          '"flight_number", "tailnum", "origin", "origin_airport_name", "dest", "dest_airport_name", '
+                          '"sched_dep_time", "sched_arr_time", "sched_dep_hour", "scheduled_departure_hour_utc", '
+                          '"dep_time", "arr_time", "dep_delay", "arr_delay", "air_time", "distance", "is_cancelled", '
+                          '"plane_year_built", "plane_seats", "plane_aircraft_type", "has_known_plane", '
+                          '"has_known_dest_airport", "_source_file", "_batch_id") ON TABLE "marts"."flights" FROM '
+                          '"gov_ml_service_views" CASCADE',
                           'DROP ROLE "aa-partner-feed"', "DELETE FROM governance.principals WHERE login = "
                           "'aa-partner-feed'", "DELETE FROM governance.masking_keys WHERE audience = "
                           "'consumer:aa-partner-feed'",
