@@ -314,8 +314,9 @@ def read_actual(cursor) -> Actual:
                   f"n.nspowner))) a WHERE {SYSTEM_SCHEMAS} AND a.grantee <> {owner_of['schema']}",
         "table": f"SELECT ARRAY[n.nspname::text, c.relname::text], {grantee}, a.privilege_type, "
                  f"pg_get_userbyid(a.grantor), a.is_grantable FROM pg_class c JOIN pg_namespace n "
-                 f"ON n.oid = c.relnamespace, aclexplode(coalesce(c.relacl, acldefault(CAST(CASE c.relkind WHEN 'S' "
-                 f"THEN 's' ELSE 'r' END AS \"char\"), c.relowner))) a WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+                 f"ON n.oid = c.relnamespace, aclexplode(coalesce(c.relacl, acldefault(CAST(CASE c.relkind "
+                 f"WHEN 'S' THEN 's' ELSE 'r' END AS \"char\"), c.relowner))) a "
+                 f"WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
                  f"AND {SYSTEM_SCHEMAS} AND a.grantee <> {owner_of['table']}",
         "column": f"SELECT ARRAY[n.nspname::text, c.relname::text, t.attname::text], {grantee}, a.privilege_type, "
                   f"pg_get_userbyid(a.grantor), a.is_grantable FROM pg_attribute t JOIN pg_class c "

@@ -195,7 +195,8 @@ def test_a_partner_reads_its_own_carrier_only_and_never_the_base_tables(warehous
             table = key.split("/")[1]
             assert query(warehouse, principal, f"SELECT carrier, count(*) FROM {table} GROUP BY carrier")[1] == [
                 (carrier, len(_stored(key, carrier)[1]))]
-            assert query(warehouse, principal, f"SELECT count(*) FROM {table} WHERE carrier <> '{carrier}'")[1] == [(0,)]
+            others = f"SELECT count(*) FROM {table} WHERE carrier <> '{carrier}'"
+            assert query(warehouse, principal, others)[1] == [(0,)]
             for sql in (f"SELECT * FROM marts.{table}", f"SELECT carrier FROM marts.{table}", f"TABLE marts.{table}"):
                 assert "permission denied for schema marts" in refused(warehouse, principal, sql)
         # an error quotes a value of the login's own rows at most: the row policy runs before the query's predicate
@@ -206,8 +207,10 @@ def test_a_partner_reads_its_own_carrier_only_and_never_the_base_tables(warehous
 def test_columns_computed_over_other_carriers_are_denied_and_sequences_hashed(warehouse):
     columns, _ = query(warehouse, "ua-partner-feed", "SELECT * FROM flight_features")
     assert not [c for c in columns if c.startswith("route_trailing")]
-    assert {"carrier_trailing_flights", "carrier_trailing_mean_arr_delay", "carrier_trailing_delayed_share"} <= set(columns)
-    assert "does not exist" in refused(warehouse, "ua-partner-feed", "SELECT route_trailing_flights FROM flight_features")
+    assert {"carrier_trailing_flights", "carrier_trailing_mean_arr_delay",
+            "carrier_trailing_delayed_share"} <= set(columns)
+    assert "does not exist" in refused(warehouse, "ua-partner-feed",
+                                       "SELECT route_trailing_flights FROM flight_features")
     names, rows = _stored("marts/bookings", "UA")
     key = masking_key(warehouse["data"], "consumer:ua-partner-feed")
     expected = sorted((masked_value(SEQUENCE_MASKING, row[names.index("booking_id")], key),
@@ -293,9 +296,9 @@ def test_the_plan_lists_what_apply_runs_and_a_second_apply_plans_nothing(warehou
                       'REVOKE CONNECT ON DATABASE "warehouse" FROM PUBLIC CASCADE',
                       'REVOKE USAGE ON SCHEMA "public" FROM PUBLIC CASCADE',
                       'GRANT SELECT ("booking_id", "flight_id", "flight_date", "carrier", "flight_number", "origin", '
-                      '"dest", "booked_on", "passenger_name", "email", "phone_e164", "date_of_birth", "loyalty_number", '
-                      '"fare_class", "fare_usd", "data_date", "_source_file", "_batch_id", "_row_number") ON TABLE '
-                      '"marts"."bookings" TO "gov_analyst_views"',
+                      '"dest", "booked_on", "passenger_name", "email", "phone_e164", "date_of_birth", '
+                      '"loyalty_number", "fare_class", "fare_usd", "data_date", "_source_file", "_batch_id", '
+                      '"_row_number") ON TABLE "marts"."bookings" TO "gov_analyst_views"',
                       "-- set the masking key of audience consumer:ua-partner-feed"):
         assert statement in applied
     assert apply_catalog(CATALOG, execute=False, url=warehouse["url"], data_dir=warehouse["data"]).steps == []
@@ -381,7 +384,8 @@ def test_what_the_catalog_no_longer_gives_is_revoked_on_the_next_apply(warehouse
         apply_catalog(changed, execute=True, url=warehouse["url"], data_dir=warehouse["data"])
         assert apply_catalog(changed, execute=False, url=warehouse["url"], data_dir=warehouse["data"]).steps == []
         assert "does not exist" in refused(warehouse, "delay-model", "SELECT 1 FROM flights")
-        assert query(warehouse, "delay-model", "SELECT count(*) FROM flight_features")[1] == [(published_rows()["rows"],)]
+        assert query(warehouse, "delay-model", "SELECT count(*) FROM flight_features")[1] == [
+            (published_rows()["rows"],)]
         with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
             _login(warehouse, "aa-partner-feed")
         assert "does not exist" in refused(warehouse, "ops-delay-dashboard", "SELECT fare_class FROM bookings")
