@@ -57,6 +57,9 @@ def warehouse():
     url = server.url("warehouse")
     try:
         _create_published_tables(url)
+        # the superuser that applies logs every statement too, as a DBA's audit setting would: keys and password
+        # verifiers must stay out of the log all the same
+        _superuser(url, "ALTER ROLE postgres SET log_statement = 'all'")
         roles_before = _superuser_rows(url, "SELECT rolname FROM pg_roles ORDER BY 1")
         planned = apply_catalog(CATALOG, execute=False, url=url, data_dir=data)
         roles_after_plan = _superuser_rows(url, "SELECT rolname FROM pg_roles ORDER BY 1")
@@ -275,11 +278,17 @@ def test_a_login_needs_its_password_and_is_logged(warehouse):
         with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
             _login(warehouse, "ua-partner-feed", password)
     query(warehouse, "ua-partner-feed", "SELECT count(*) FROM flights /* audit-marker-3f1 */")
+    refused(warehouse, "ua-partner-feed", "SELECT email FROM marts.bookings /* audit-marker-3f2 */")
     log = warehouse["server"].log.read_text()
+    # a refusal is logged with its login, its reason and its statement
+    assert re.search(r"ua-partner-feed@warehouse ERROR:  permission denied for schema marts.*\n.*"
+                     r"ua-partner-feed@warehouse STATEMENT:  SELECT email FROM marts.bookings /\* audit-marker-3f2", log)
     assert "connection authorized: user=ua-partner-feed database=warehouse" in log
     assert re.search(r"ua-partner-feed@warehouse LOG:  statement: SELECT count\(\*\) FROM flights "
                      r"/\* audit-marker-3f1 \*/", log)
     assert 'password authentication failed for user "ua-partner-feed"' in log
+    assert "SCRAM-SHA-256$" not in log  # the fixture's `governance password` statements were not logged
+    assert "CREATE ROLE" in log  # though apply's statements were
 
 
 def test_the_plan_lists_what_apply_runs_and_a_second_apply_plans_nothing(warehouse, monkeypatch, capsys):
