@@ -23,6 +23,7 @@ from governance.impact import impact
 from governance.lineage import LineageError, events_path, load_events, render, trace
 from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
 from governance.policy import access_matrix
+from governance.postgres import PASSWORD_DAYS, ApplyError, apply_catalog, issue_password
 from governance.report import render_report
 from governance.validate import validate
 
@@ -216,6 +217,34 @@ def _keys_rotate(args: argparse.Namespace) -> dict:
                       "new ones; the warehouse is unchanged (masking happens at read time)"}
 
 
+def _apply(args: argparse.Namespace) -> dict:
+    plan = apply_catalog(_repository_catalog(args), execute=args.yes)
+    return {"applied": args.yes, "notes": plan.notes, "statements": [str(step) for step in plan.steps]}
+
+
+def _apply_text(answer: dict) -> str:
+    lines = [f"-- {note}" for note in answer["notes"]] + answer["statements"]
+    count = len(answer["statements"])
+    if not count:
+        lines.append("-- no changes: the warehouse matches the catalog")
+    elif answer["applied"]:
+        lines.append(f"-- applied {count} statement(s) in one transaction")
+    else:
+        lines.append(f"-- {count} statement(s) planned, nothing changed: `governance apply --yes` runs them")
+    return "\n".join(lines)
+
+
+def _password(args: argparse.Namespace) -> dict:
+    password, until = issue_password(_repository_catalog(args), args.principal, days=args.days)
+    return {"login": args.principal, "valid_until": until.isoformat(), "password": password}
+
+
+def _password_text(answer: dict) -> str:
+    return (f"password of the PostgreSQL login {answer['login']}, valid until {answer['valid_until']}\n"
+            f"{answer['password']}\n(shown once: the server keeps only its SCRAM verifier. Hand it over to the "
+            "principal; a new one replaces it.)")
+
+
 def _audit_verify(args: argparse.Namespace) -> dict:
     result = verify_audit_log()
     answer = {"ok": result.ok, "records": result.records, "line": result.line, "message": result.message}
@@ -293,6 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     keys_verbs.add_parser("rotate", help="replace it: every hash token changes").set_defaults(
         handler=_keys_rotate, render=_key_values)
 
+    apply = commands.add_parser("apply", help="compile the catalog's access policy into the PostgreSQL warehouse "
+                                "(PLATFORM_WAREHOUSE_URL): print the plan, or run it")
+    mode = apply.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true", help="print the statements it would run, change nothing "
+                      "(the default)")
+    mode.add_argument("--yes", action="store_true", help="run them, in one transaction")
+    apply.set_defaults(handler=_apply, render=_apply_text)
+    password = commands.add_parser("password", help="a new password for the PostgreSQL login of PRINCIPAL "
+                                   "(made by governance apply), shown once")
+    password.add_argument("principal")
+    password.add_argument("--days", type=int, default=PASSWORD_DAYS, help="valid for (default: %(default)s)")
+    password.set_defaults(handler=_password, render=_password_text)
+
     provenance = commands.add_parser("trace", help="the runs, input versions and landing files behind a version "
                                      "of DATASET (a prediction: the model version that scored it)")
     provenance.add_argument("dataset", help="asset key (marts/flights), table (marts.flights) or dataset name")
@@ -318,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         answer = args.handler(args)
     except Failed as failure:
         answer, status = failure.answer, 1
-    except (CatalogError, AccessDenied, IdentityError, LineageError) as error:
+    except (CatalogError, AccessDenied, IdentityError, LineageError, ApplyError) as error:
         print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     try:

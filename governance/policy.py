@@ -112,19 +112,28 @@ REDACTED = "***"
 HASH_CHARACTERS = 16
 
 
-def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$masking_key") -> str:
+def masking_sql(rule: MaskingRule, column_sql: str, key_parameter: str = "$masking_key",
+                dialect: str = "duckdb") -> str:
     """SQL that replaces a column's values by their masked form. NULL stays NULL. The hash is keyed with a
-    secret bound as `key_parameter`, so a token cannot be recomputed from a guessed value. `masked_value` is
-    the same rule in Python (tests/test_personal_data.py compares the two)."""
-    text = f"CAST({column_sql} AS VARCHAR)"
+    secret bound as `key_parameter` (on PostgreSQL, an expression that looks the reader's key up), so a token
+    cannot be recomputed from a guessed value; a NULL key hashes to NULL. `dialect` is duckdb (the governed
+    query's sandbox) or postgres (the views of `governance apply`): the same rule, the same values.
+    `masked_value` is the same rule in Python (tests/test_personal_data.py compares the two)."""
+    if dialect not in ("duckdb", "postgres"):
+        raise ValueError(f"unknown SQL dialect {dialect}")
+    postgres = dialect == "postgres"
+    text = f"CAST({column_sql} AS {'text' if postgres else 'VARCHAR'})"
     if rule.rule == "redact":
         return f"CASE WHEN {column_sql} IS NULL THEN NULL ELSE '***' END"
     if rule.rule == "hash":
-        return f"substr(sha256({key_parameter} || {text}), 1, 16)"
+        if postgres:
+            return (f"substr(encode(sha256(convert_to({key_parameter} || {text}, 'UTF8')), 'hex'), 1, "
+                    f"{HASH_CHARACTERS})")
+        return f"substr(sha256({key_parameter} || {text}), 1, {HASH_CHARACTERS})"
     if rule.rule == "keep_last":
         return f"repeat('*', greatest(length({text}) - {rule.keep}, 0)) || right({text}, {rule.keep})"
     if rule.rule == "year":
-        return f"year({column_sql})"
+        return f"CAST(EXTRACT(YEAR FROM {column_sql}) AS integer)" if postgres else f"year({column_sql})"
     raise ValueError(f"unknown masking rule {rule.rule}")
 
 

