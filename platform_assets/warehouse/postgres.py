@@ -33,10 +33,10 @@ POSTGRES_TYPES = {
     "BIGINT": "bigint", "INT8": "bigint",
     "REAL": "real", "FLOAT": "real", "FLOAT4": "real",
     "DOUBLE": "double precision", "FLOAT8": "double precision",
-    "DATE": "date", "TIME": "time",
-    "TIMESTAMP": "timestamp", "DATETIME": "timestamp",
-    "TIMESTAMPTZ": "timestamptz", "TIMESTAMP WITH TIME ZONE": "timestamptz",
-}
+    "DATE": "date", "TIME": "time without time zone",
+    "TIMESTAMP": "timestamp without time zone", "DATETIME": "timestamp without time zone",
+    "TIMESTAMPTZ": "timestamp with time zone", "TIMESTAMP WITH TIME ZONE": "timestamp with time zone",
+}  # written as PostgreSQL writes them back (format_type)
 DECIMAL = re.compile(r"(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 RUN_KEYS = "platform_run_keys"  # the batch's keys, a temporary table of the server session
 
@@ -50,7 +50,7 @@ def postgres_type(source: SourceDefinition, column: str, kind: str) -> str:
     if normalized in POSTGRES_TYPES:
         return POSTGRES_TYPES[normalized]
     if decimal := DECIMAL.fullmatch(normalized):
-        return f"numeric({decimal[1]}, {decimal[2]})"
+        return f"numeric({decimal[1]},{decimal[2]})"
     raise UnsupportedColumnType(
         f"sources.yml: {source.name}.{column}: type {kind} has no PostgreSQL column type on the team target "
         f"(platform_assets/warehouse/postgres.py knows {', '.join(sorted(set(POSTGRES_TYPES)))}, DECIMAL(p, s))")
