@@ -300,7 +300,7 @@ def ingest_deliveries(warehouse: Warehouse | duckdb.DuckDBPyConnection, source: 
         audit(raw, source, batch, staged, days)
         if batch.published:
             raw.publish()
-    batch.version = warehouse.version(source, days)
+    batch.version = raw.version or warehouse.version(source, days)
     return batch
 
 

@@ -68,11 +68,12 @@ class RawBatch:
 
     connection: duckdb.DuckDBPyConnection
     published: PublishedRows
-    _publish: Callable[[], None]
+    _publish: Callable[[], str | None]
     done: bool = False
+    version: str | None = None  # the published version of its days, when publishing already knows it
 
     def publish(self) -> None:
-        self._publish()
+        self.version = self._publish()
         self.done = True
 
 

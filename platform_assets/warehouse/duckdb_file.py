@@ -84,7 +84,11 @@ class DuckDBWarehouse(Warehouse):
         connection = self.connection
         ensure_raw_table(connection, source)
         connection.execute("BEGIN TRANSACTION")
-        batch = RawBatch(connection, PublishedInDuckDB(connection), lambda: connection.execute("COMMIT"))
+
+        def commit() -> None:
+            connection.execute("COMMIT")
+
+        batch = RawBatch(connection, PublishedInDuckDB(connection), commit)
         try:
             connection.execute(f"DELETE FROM raw.{source.name} WHERE {days_predicate(days)}")
             yield batch
