@@ -17,8 +17,10 @@ from deliveries import DEMO_RAW_KEYS, delivered_file, redeliver
 from platform_assets.simulator.deliver import deliver_day, demo_sources
 from platform_assets.sources.definitions import SOURCES, SourceDefinition
 from platform_assets.sources.ingest import DeliveryError, ingest, ingest_deliveries, planned_deliveries
-from platform_assets.team.postgres import start_postgres, stop_postgres
-from platform_assets.warehouse import DuckDBWarehouse, PostgresWarehouse, UnsupportedColumnType, postgres_type
+from platform_assets.team.postgres import free_port, start_postgres, stop_postgres
+from platform_assets.warehouse import (
+    DuckDBWarehouse, PostgresWarehouse, UnsupportedColumnType, WarehouseUnreachable, postgres_type,
+)
 from platform_assets.warehouse.duckdb_file import quoted
 
 DAYS = [dt.date(2013, 6, 3) + dt.timedelta(days=n) for n in range(4)]
@@ -148,6 +150,15 @@ def test_the_raw_tables_on_the_server_have_the_mapped_types(team, delivered):
     with pytest.raises(UnsupportedColumnType, match=r"^sources.yml: flights.x: type UUID\[\] has no PostgreSQL column "
                                                     r"type on the team target \(.*\)$"):
         postgres_type(FLIGHTS, "x", "UUID[]")
+
+
+def test_an_unreachable_warehouse_is_one_line_naming_the_setting_and_never_the_password(delivered):
+    warehouse = PostgresWarehouse(f"postgresql://platform:s3cret-Pa55@127.0.0.1:{free_port()}/warehouse")
+    with pytest.raises(WarehouseUnreachable) as error:
+        ingest(warehouse, FLIGHTS, delivered, DAYS[0], DAYS[0], "b")
+    message = str(error.value)
+    assert message.startswith("PLATFORM_WAREHOUSE_URL: cannot connect to the warehouse at 127.0.0.1:")
+    assert "\n" not in message and "s3cret" not in message and "platform" not in message.split(" at ")[1]
 
 
 def _truncated(landing: Path) -> tuple[bytes, None]:

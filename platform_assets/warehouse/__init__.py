@@ -5,7 +5,10 @@ a scratch DuckDB, published into PostgreSQL in one server transaction). docs/tea
 
 from platform_assets.warehouse.base import PublishedRows, RawBatch, Warehouse, days_predicate
 from platform_assets.warehouse.duckdb_file import DuckDBWarehouse, PublishedInDuckDB, ensure_raw_table
-from platform_assets.warehouse.postgres import PostgresWarehouse, UnsupportedColumnType, postgres_type
+from platform_assets.warehouse.postgres import (
+    PostgresWarehouse, UnsupportedColumnType, WarehouseUnreachable, postgres_type,
+)
 
 __all__ = ["DuckDBWarehouse", "PostgresWarehouse", "PublishedInDuckDB", "PublishedRows", "RawBatch",
-           "UnsupportedColumnType", "Warehouse", "days_predicate", "ensure_raw_table", "postgres_type"]
+           "UnsupportedColumnType", "Warehouse", "WarehouseUnreachable", "days_predicate", "ensure_raw_table",
+           "postgres_type"]

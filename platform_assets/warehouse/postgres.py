@@ -13,6 +13,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import duckdb
 
@@ -39,6 +40,10 @@ POSTGRES_TYPES = {
 }  # written as PostgreSQL writes them back (format_type)
 DECIMAL = re.compile(r"(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 RUN_KEYS = "platform_run_keys"  # the batch's keys, a temporary table of the server session
+
+
+class WarehouseUnreachable(RuntimeError):
+    """The PostgreSQL warehouse did not accept a connection; the message names the server, never the login."""
 
 
 class UnsupportedColumnType(ValueError):
@@ -124,7 +129,13 @@ class PostgresWarehouse(Warehouse):
         if self._connection is None:
             import adbc_driver_postgresql.dbapi  # noqa: PLC0415  (only the team target needs it)
 
-            self._connection = adbc_driver_postgresql.dbapi.connect(self.url)
+            try:
+                self._connection = adbc_driver_postgresql.dbapi.connect(self.url)
+            except adbc_driver_postgresql.dbapi.Error as error:
+                reason = str(error).splitlines()[0].rsplit(" failed: ", 1)[-1]
+                where = urlsplit(self.url)  # named without the login and password
+                raise WarehouseUnreachable(f"PLATFORM_WAREHOUSE_URL: cannot connect to the warehouse at "
+                                           f"{where.hostname}:{where.port or 5432}{where.path}: {reason}") from None
         return self._connection
 
     def close(self) -> None:
