@@ -290,7 +290,7 @@ def ingest_deliveries(warehouse: Warehouse | duckdb.DuckDBPyConnection, source: 
     if not deliveries:
         raise DeliveryError(f"{source.name}: nothing delivered to load")
     days = sorted(delivery.data_date for delivery in deliveries)
-    # The run's rows, once written in place of its days.
+    # The run's rows, in raw.<source> of the batch's connection (on DuckDB written in place of its days).
     staged = f"(SELECT * FROM raw.{source.name} WHERE {_days_predicate(days)}) AS staged"
     with warehouse.batch(source, days) as raw:
         batch = _stage(raw, source, deliveries, batch_id)
