@@ -16,6 +16,7 @@ from dagster_dbt import DbtCliResource
 from packaging.version import Version
 
 from platform_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
+from platform_assets.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 # DuckDB allows one writing process per file. Steps run one at a time in the run's process (the in-process
 # executor, definitions.py) and the instance's run queue (dagster.yaml) runs one run at a time. Every step that
@@ -101,6 +102,39 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.connect():
             pass
 
+    @contextmanager
+    def open(self) -> Iterator[Warehouse]:
+        """The warehouse behind the interface raw ingestion uses (platform_assets/warehouse)."""
+        with self.connect() as connection:
+            yield DuckDBWarehouse(connection)
+
+
+class WarehouseNotOnThisTarget(RuntimeError):
+    """A step asked the PostgreSQL warehouse for a DuckDB connection."""
+
+
+class PostgresWarehouseResource(dg.ConfigurableResource):
+    """The team target's warehouse: PostgreSQL at `url` (PLATFORM_WAREHOUSE_URL). Raw ingestion stages each batch
+    in a scratch DuckDB (`memory_limit`, as DUCKDB_MEMORY_LIMIT) and publishes it on the server
+    (platform_assets/warehouse/postgres.py)."""
+
+    url: str
+    memory_limit: str | None = None
+
+    @contextmanager
+    def open(self) -> Iterator[Warehouse]:
+        warehouse = PostgresWarehouse(self.url, self.memory_limit)
+        try:
+            yield warehouse
+        finally:
+            warehouse.close()
+
+    def connect(self, read_only: bool = False):
+        # Fails closed: a step that reads or writes a DuckDB file here would silently leave the team's warehouse.
+        raise WarehouseNotOnThisTarget(
+            "the warehouse is PostgreSQL (PLATFORM_TARGET=team): this step reads a DuckDB warehouse connection and "
+            "does not run on the team target yet (docs/team.md)")
+
 
 class PlatformDbtCliResource(DbtCliResource):
     """dagster-dbt's dbt resource without two costs of every invocation (profiled on a one-day run):
@@ -149,9 +183,13 @@ class MlflowResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
+    # The one place the warehouse is chosen for the target: every step reaches it through the `warehouse` resource.
+    warehouse = PostgresWarehouseResource(url=settings.warehouse_url, memory_limit=settings.duckdb_memory_limit) \
+        if settings.target == "team" else \
+        WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
+                          lock_wait_seconds=settings.warehouse_lock_wait_seconds)
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
-                                       lock_wait_seconds=settings.warehouse_lock_wait_seconds),
+        "warehouse": warehouse,
         "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

@@ -15,6 +15,7 @@ import duckdb
 from governance.masking import REDACTED, PersonalData, personal_data
 from platform_assets.sources.definitions import ColumnContract, SourceDefinition
 from platform_assets.sources.read_errors import excerpt
+from platform_assets.warehouse import PublishedInDuckDB, PublishedRows
 
 EXAMPLES = 5
 OCCURRENCES = 3  # deliveries of one key named in an example of the cross-day rule
@@ -136,10 +137,11 @@ def _value(value, column: str | None = None, personal: PersonalData | None = Non
 
 
 def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: list[Rule],
-                   personal: PersonalData | None = None) -> list[Violation]:
+                   personal: PersonalData | None = None, published: PublishedRows | None = None) -> list[Violation]:
     """Count each rule's violations in one scan of `relation`, with examples of the failing values (personal
     ones masked: `personal`, by default the catalog's columns of each rule's dataset); the cross-day key rule
-    reads the published rows too (`keys_delivered_on_other_days`). In rule order."""
+    reads the published rows too (`keys_delivered_on_other_days`, through `published`: by default raw.<table> in
+    the same connection). In rule order."""
     known: dict[str, PersonalData] = {}
     rules = [rule for rule in rules if _reference_available(connection, rule)]
     found: dict[Rule, Violation] = {}
@@ -159,7 +161,7 @@ def evaluate_rules(connection: duckdb.DuckDBPyConnection, relation: str, rules: 
                 f"{_shown_text(rule, v, columns)} ({_file_name(f)} row {n})" for v, f, n in examples])
     for rule in rules:
         if rule.kind == "key_across_days" and (violation := keys_delivered_on_other_days(
-                connection, relation, rule, personal or _personal(rule, known))):
+                connection, relation, rule, personal or _personal(rule, known), published)):
             found[rule] = violation
     return [found[rule] for rule in rules if rule in found]
 
@@ -228,25 +230,23 @@ RUN_KEYS = "contract_run_keys"
 
 
 def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation: str, rule: Rule,
-                                 personal: PersonalData | None = None) -> Violation | None:
+                                 personal: PersonalData | None = None,
+                                 published: PublishedRows | None = None) -> Violation | None:
     """Rows of `relation` (a run's staged rows) whose key was also delivered for another day: within the run
     (only a run of several days can hold those), or in raw.<rule.reference_table> for a day outside the
-    run's. For the second, the run's distinct keys are the hash table (the build side: a day's keys, never
-    the history) and the published rows are probed with their key columns and date only, limited to each
-    key column's range in the run, which skips the row groups of other days where the key follows them."""
+    run's, as `published` (by default that table in the same connection) finds them for the run's distinct keys."""
+    published = published or PublishedInDuckDB(connection)
     key = ", ".join(_quoted(c) for c in rule.key)
-    published = f"raw.{rule.reference_table}"
+    table = rule.reference_table
     first, last = connection.execute(f"SELECT min(_data_date), max(_data_date) FROM {relation}").fetchall()[0]
     if first is None:
         return None
-    window = {"first": first, "last": last}
     in_run = f"WHERE {_key_present(rule.key)} GROUP BY {key} HAVING min(_data_date) < max(_data_date)" \
         if first < last else "WHERE false"
     connection.execute(f"CREATE OR REPLACE TEMP TABLE {OFFENDING_KEYS} AS SELECT {key} FROM {relation} {in_run}")
     published_days = []
-    if connection.execute(f"SELECT EXISTS (SELECT 1 FROM {published} WHERE _data_date NOT BETWEEN $first AND $last)",
-                          window).fetchall()[0][0]:
-        published_days = _published_days_of_run_keys(connection, relation, published, rule.key, window)
+    if published.any_outside(table, first, last):
+        published_days = _published_days_of_run_keys(connection, relation, published, table, rule.key, first, last)
     if published_days:
         connection.executemany(f"INSERT INTO {OFFENDING_KEYS} VALUES ({', '.join('?' * len(rule.key))})",
                                list({values for values, _ in published_days}))
@@ -258,7 +258,7 @@ def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation
             f"SELECT count(*) FROM (SELECT {key} FROM {relation}) AS run "
             f"SEMI JOIN (SELECT DISTINCT {key} FROM {OFFENDING_KEYS}) AS offending ON {matches}").fetchall()[0][0]
         violation = Violation(rule, int(rows), [
-            _deliveries_of_key(connection, relation, published, rule.key, values,
+            _deliveries_of_key(connection, relation, published, table, rule.key, values,
                                [day for other, day in published_days if other == values],
                                personal or _personal(rule, {}))
             for values in keys[:EXAMPLES]])
@@ -267,27 +267,19 @@ def keys_delivered_on_other_days(connection: duckdb.DuckDBPyConnection, relation
     return violation
 
 
-def _published_days_of_run_keys(connection: duckdb.DuckDBPyConnection, relation: str, published: str,
-                                key: tuple[str, ...], window: dict) -> list[tuple[tuple, object]]:
+def _published_days_of_run_keys(connection: duckdb.DuckDBPyConnection, relation: str, published: PublishedRows,
+                                table: str, key: tuple[str, ...], first, last) -> list[tuple[tuple, object]]:
     """(key values, day) of each published delivery, for a day outside the run's, of a key the run delivers."""
     columns = ", ".join(_quoted(c) for c in key)
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE {RUN_KEYS} AS SELECT DISTINCT {columns} FROM {relation} WHERE {_key_present(key)}")
     bounds = connection.execute(
         "SELECT " + ", ".join(f"min({_quoted(c)}), max({_quoted(c)})" for c in key) + f" FROM {RUN_KEYS}").fetchall()[0]
-    within = " AND ".join(f"published.{_quoted(c)} BETWEEN $low{i} AND $high{i}" for i, c in enumerate(key))
-    matches = " AND ".join(f"published.{_quoted(c)} = run.{_quoted(c)}" for c in key)
-    found = connection.execute(
-        f"SELECT DISTINCT {', '.join(f'published.{_quoted(c)}' for c in key)}, published._data_date "
-        f"FROM {published} AS published SEMI JOIN {RUN_KEYS} AS run ON {matches} "
-        f"WHERE published._data_date NOT BETWEEN $first AND $last AND {within}",
-        {**window, **{f"low{i}": bounds[2 * i] for i in range(len(key))},
-         **{f"high{i}": bounds[2 * i + 1] for i in range(len(key))}}).fetchall()
-    return [(row[:-1], row[-1]) for row in found]
+    return published.days_of_keys(table, key, RUN_KEYS, bounds, first, last)
 
 
-def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, published: str, key: tuple[str, ...],
-                       values: tuple, published_days: list, personal: PersonalData) -> str:
+def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, published: PublishedRows, table: str,
+                       key: tuple[str, ...], values: tuple, published_days: list, personal: PersonalData) -> str:
     """'<key> in <file> row <n> and <file> row <n>': the deliveries of the key `values`, in the run and published,
     by day."""
     where, parameters = _key_equals(key, values)
@@ -295,9 +287,7 @@ def _deliveries_of_key(connection: duckdb.DuckDBPyConnection, relation: str, pub
         f"SELECT _data_date, any_value(_source_file), min(_row_number) FROM {relation} WHERE {where} GROUP BY 1",
         parameters).fetchall()
     if published_days:
-        found += connection.execute(
-            f"SELECT _data_date, any_value(_source_file), min(_row_number) FROM {published} "
-            f"WHERE _data_date = ANY($days) AND {where} GROUP BY 1", {**parameters, "days": published_days}).fetchall()
+        found += published.first_rows_of_key(table, key, values, published_days)
     deliveries = [f"{_file_name(path)} row {row}" for _, path, row in sorted(found)]
     named = deliveries[:OCCURRENCES]
     more = f" and {len(deliveries) - OCCURRENCES} more" if len(deliveries) > OCCURRENCES else ""

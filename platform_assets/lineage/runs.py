@@ -72,7 +72,8 @@ class Step:
             dagster_job=context.run.job_name,
             window=window,
             locations=Locations(
-                warehouse_path=settings.warehouse_path if warehouse is None else Path(warehouse.path).resolve(),
+                # a DuckDB warehouse resource's file; the team target's (PostgreSQL) has a URL instead
+                warehouse_path=Path(getattr(warehouse, "path", None) or settings.warehouse_path).resolve(),
                 mlflow_tracking_uri=getattr(mlflow, "tracking_uri", settings.mlflow_tracking_uri),
                 registered_model=getattr(mlflow, "registered_model_name", ""),
                 warehouse_url=settings.warehouse_url if settings.target == "team" else None,

@@ -1,10 +1,10 @@
-"""Write-audit-publish of a source's verified deliveries into raw.<source>: stage the listed files in place inside
-one transaction, check them against their manifests and the source's contract, commit only when no blocking
-rule fails. No Dagster here: the raw assets (raw_assets.py) call it, and so can a script or a test."""
+"""Write-audit-publish of a source's verified deliveries into raw.<source>: stage the listed files as a batch of the
+warehouse (platform_assets/warehouse: in place inside one transaction on DuckDB, in a scratch DuckDB for
+PostgreSQL), check them against their manifests and the source's contract, publish only when no blocking rule
+fails. No Dagster here: the raw assets (raw_assets.py) call it, and so can a script or a test."""
 
 import datetime as dt
 import difflib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,14 +12,16 @@ import duckdb
 
 from governance.masking import personal_data
 from platform_assets.checks.contracts import Violation, contract_rules, duplicate_keys, evaluate_rules, raw_dataset
-from platform_assets.metadata import table_version
 from platform_assets.sources import read_errors
 from platform_assets.sources.definitions import CSV_OPTIONS, LANDING_FILE_COLUMN, SourceDefinition, reader_sql
 from platform_assets.sources.landing import (
     Delivery, DeliveryError, DeliveryNotYetComplete, days_between, delivered_manifests, verified_delivery,
 )
+from platform_assets.warehouse import DuckDBWarehouse, PublishedRows, RawBatch, Warehouse, ensure_raw_table
+from platform_assets.warehouse.base import days_predicate as _days_predicate
 
-__all__ = ["DeliveryError", "DeliveryNotYetComplete", "ingest", "ingest_deliveries", "planned_deliveries"]
+__all__ = ["DeliveryError", "DeliveryNotYetComplete", "ensure_raw_table", "ingest", "ingest_deliveries",
+           "planned_deliveries"]
 
 VOLUME_BAND = (0.5, 2.0)  # a day outside [0.5, 2] x the median of its 7 previous days is an anomaly
 VOLUME_HISTORY = 7
@@ -99,10 +101,9 @@ def _check_columns(source: SourceDefinition, path: Path, delivered: list[str]) -
     return extra
 
 
-def ensure_raw_table(connection: duckdb.DuckDBPyConnection, source: SourceDefinition) -> None:
-    columns = ", ".join(f'"{column}" {kind}' for column, kind in source.raw_columns.items())
-    connection.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    connection.execute(f"CREATE TABLE IF NOT EXISTS raw.{source.name} ({columns})")
+def as_warehouse(warehouse: Warehouse | duckdb.DuckDBPyConnection) -> Warehouse:
+    """A warehouse, or an open DuckDB warehouse file (scripts and tests that hold a connection)."""
+    return DuckDBWarehouse(warehouse) if isinstance(warehouse, duckdb.DuckDBPyConnection) else warehouse
 
 
 @dataclass
@@ -196,26 +197,17 @@ def _unreadable_file(connection: duckdb.DuckDBPyConnection, source: SourceDefini
                          f"{_first_line(error, source)}")
 
 
-def _days_predicate(days: Sequence[dt.date]) -> str:
-    """SQL predicate on _data_date for these days (dt.date values: safe as literals)."""
-    between = f"_data_date BETWEEN '{min(days)}' AND '{max(days)}'"
-    if len(days) == (max(days) - min(days)).days + 1:
-        return between
-    return f"{between} AND _data_date IN ({', '.join(repr(str(day)) for day in days)})"
-
-
-def _stage(connection, source, deliveries: list[Delivery], batch_id, target) -> AuditedBatch:
-    """Write the deliveries' files into `target` (the raw table, inside the ingestion's transaction); raises
-    DeliveryError naming a file that cannot be ingested."""
+def _stage(raw: RawBatch, source, deliveries: list[Delivery], batch_id) -> AuditedBatch:
+    """Write the deliveries' files into raw.<source> of the warehouse's batch; raises DeliveryError naming a file
+    that cannot be ingested."""
+    connection, target = raw.connection, f"raw.{source.name}"
     days = [delivery.data_date for delivery in deliveries]
     files = [(delivery.data_date, file.path, file.sha256) for delivery in deliveries for file in delivery.files]
     batch = AuditedBatch(source, min(days), max(days), {}, files={str(path): digest for _, path, digest in files},
                          days=days)
     if not source.snapshot:
         seen: dict[str, str] = {}
-        previous = dict(connection.execute(
-            f"SELECT DISTINCT _file_sha256, _source_file FROM raw.{source.name} "
-            f"WHERE NOT ({_days_predicate(days)})").fetchall())
+        previous = raw.published.file_digests(source.name, days)
         for _, path, digest in files:
             earlier = seen.get(digest) or previous.get(digest)
             if earlier:
@@ -252,15 +244,18 @@ def _check_announced_rows(connection, source: SourceDefinition, deliveries: list
                 "allow_empty: true in sources.yml)")
 
 
-def _volume_anomalies(connection, source: SourceDefinition, staged: str, days: list[dt.date]) -> list[tuple]:
-    """Days of the run outside the band around their previous days' median; a day with no rows counts as 0."""
+def _volume_anomalies(connection, published: PublishedRows, source: SourceDefinition, staged: str,
+                      days: list[dt.date]) -> list[tuple]:
+    """Days of the run outside the band around their previous days' median (the published counts of the days
+    before it); a day with no rows counts as 0."""
     low, high = VOLUME_BAND
+    first = min(days)
+    previous = published.rows_per_day(source.name, first - dt.timedelta(days=2 * VOLUME_HISTORY), first)
     return connection.execute(
         f"""
         WITH run_days AS (SELECT unnest($days::DATE[]) AS day),
         days AS (
-            SELECT _data_date AS day, count(*) AS n FROM raw.{source.name}
-            WHERE _data_date < $first AND _data_date >= $first - INTERVAL {2 * VOLUME_HISTORY} DAY GROUP BY 1
+            SELECT unnest($previous_days::DATE[]) AS day, unnest($previous_counts::BIGINT[]) AS n
             UNION ALL
             SELECT run_days.day, count(staged._data_date) FROM run_days
             LEFT JOIN {staged} ON staged._data_date = run_days.day GROUP BY 1
@@ -273,61 +268,54 @@ def _volume_anomalies(connection, source: SourceDefinition, staged: str, days: l
         SELECT day::VARCHAR, n, usual FROM windowed
         WHERE day >= $first AND history >= 3 AND (n < {low} * usual OR n > {high} * usual) ORDER BY day
         """,
-        {"first": min(days), "days": days},
+        {"first": first, "days": days, "previous_days": list(previous), "previous_counts": list(previous.values())},
     ).fetchall()
 
 
-def ingest(connection: duckdb.DuckDBPyConnection, source: SourceDefinition, landing_dir: Path,
+def ingest(warehouse: Warehouse | duckdb.DuckDBPyConnection, source: SourceDefinition, landing_dir: Path,
            first_day: dt.date, last_day: dt.date, batch_id: str) -> AuditedBatch:
     """Write-audit-publish of the source's deliveries for [first_day, last_day] (see ingest_deliveries)."""
-    return ingest_deliveries(connection, source, planned_deliveries(landing_dir, source, first_day, last_day),
+    return ingest_deliveries(warehouse, source, planned_deliveries(landing_dir, source, first_day, last_day),
                              batch_id)
 
 
-def ingest_deliveries(connection: duckdb.DuckDBPyConnection, source: SourceDefinition,
+def ingest_deliveries(warehouse: Warehouse | duckdb.DuckDBPyConnection, source: SourceDefinition,
                       deliveries: list[Delivery], batch_id: str) -> AuditedBatch:
-    """Write-audit-publish of verified deliveries in one transaction: replace their data dates in raw.<source>
-    with their files, check the rows against the manifests, audit them against the source's contract, and
-    commit only when no blocking rule fails. Otherwise the transaction is rolled back: nothing was visible to
-    any reader, and the published rows stay as they were. Re-running a day replaces it. (Writing in place
-    instead of into a staging table and copying saves one full write of every row.)
+    """Write-audit-publish of verified deliveries as one batch of the warehouse: replace their data dates in
+    raw.<source> with their files, check the rows against the manifests, audit them against the source's contract,
+    and publish only when no blocking rule fails. Otherwise nothing was visible to any reader, and the published
+    rows stay as they were. Re-running a day replaces it.
     Raises DeliveryError, naming the file, for a delivery that cannot be ingested at all."""
+    warehouse = as_warehouse(warehouse)
     if not deliveries:
         raise DeliveryError(f"{source.name}: nothing delivered to load")
-    ensure_raw_table(connection, source)
     days = sorted(delivery.data_date for delivery in deliveries)
-    # The run's rows, once written in place of its days.
+    # The run's rows, in raw.<source> of the batch's connection (on DuckDB written in place of its days).
     staged = f"(SELECT * FROM raw.{source.name} WHERE {_days_predicate(days)}) AS staged"
-    connection.execute("BEGIN TRANSACTION")
-    try:
-        connection.execute(f"DELETE FROM raw.{source.name} WHERE {_days_predicate(days)}")
-        batch = _stage(connection, source, deliveries, batch_id, f"raw.{source.name}")
-        _check_announced_rows(connection, source, deliveries, staged)
-        batch.rows_per_day = {str(day): 0 for day in days} | dict(connection.execute(
+    with warehouse.batch(source, days) as raw:
+        batch = _stage(raw, source, deliveries, batch_id)
+        _check_announced_rows(raw.connection, source, deliveries, staged)
+        batch.rows_per_day = {str(day): 0 for day in days} | dict(raw.connection.execute(
             f"SELECT _data_date::VARCHAR, count(*) FROM {staged} GROUP BY ALL ORDER BY 1").fetchall())
-        audit(connection, source, batch, staged, days)
-        connection.execute("COMMIT" if batch.published else "ROLLBACK")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    batch.version = table_version(connection, f"raw.{source.name}", _days_predicate(days),
-                                  [*source.columns, "_data_date"])
+        audit(raw, source, batch, staged, days)
+        if batch.published:
+            raw.publish()
+    batch.version = raw.version or warehouse.version(source, days)
     return batch
 
 
-def audit(connection, source: SourceDefinition, batch: AuditedBatch, staged: str, days: list[dt.date]) -> None:
+def audit(raw: RawBatch, source: SourceDefinition, batch: AuditedBatch, staged: str, days: list[dt.date]) -> None:
     """Evaluate the contract on the staged rows: blocking violations, known gaps, volume; passes when none blocks."""
-    violations = evaluate_rules(connection, staged, contract_rules(source))
-    duplicates = duplicate_keys(connection, staged, source)
+    violations = evaluate_rules(raw.connection, staged, contract_rules(source), published=raw.published)
+    duplicates = duplicate_keys(raw.connection, staged, source)
     violations += [duplicates] if duplicates else []
     batch.blocking = [v for v in violations if not v.rule.warn_because]
     batch.known_gaps = [v for v in violations if v.rule.warn_because]
-    batch.volume_anomalies = _volume_anomalies(connection, source, staged, days)
+    batch.volume_anomalies = _volume_anomalies(raw.connection, raw.published, source, staged, days)
     batch.published = not batch.blocking
 
 
-def loaded_snapshots(connection: duckdb.DuckDBPyConnection, source: SourceDefinition) -> dict[dt.date, set[str]]:
+def loaded_snapshots(warehouse: Warehouse | duckdb.DuckDBPyConnection, source: SourceDefinition
+                     ) -> dict[dt.date, set[str]]:
     """The snapshots already in raw.<source>: data date -> the sha256 of its files."""
-    ensure_raw_table(connection, source)
-    return {day: set(digests) for day, digests in connection.execute(
-        f"SELECT _data_date, list(DISTINCT _file_sha256) FROM raw.{source.name} GROUP BY ALL").fetchall()}
+    return as_warehouse(warehouse).loaded_snapshots(source)

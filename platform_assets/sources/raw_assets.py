@@ -10,15 +10,16 @@ import dagster as dg
 
 from platform_assets.checks.contracts import violations_markdown
 from platform_assets.lineage import file_dataset, lineage_run, table_dataset
-from platform_assets.metadata import column_schema, table_version
+from platform_assets.metadata import column_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
 from platform_assets.sources.definitions import SOURCES, SourceDefinition
 from platform_assets.sources.ingest import (
-    VOLUME_BAND, VOLUME_HISTORY, AuditedBatch, audit, ingest_deliveries, loaded_snapshots, planned_deliveries,
+    VOLUME_BAND, VOLUME_HISTORY, AuditedBatch, audit, ingest_deliveries, planned_deliveries,
 )
 from platform_assets.sources.landing import DeliveryError, DeliveryNotYetComplete, unlisted_files
+from platform_assets.warehouse import Warehouse
 
 
 CADENCE_WORDS = {"daily": "one delivery per day", "irregular": "deliveries on some days",
@@ -130,8 +131,8 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     landing_dir = load_settings().landing_dir
     run_label = f"{window[0]}..{window[1]}" if window else "snapshot"
     raw_table = table_dataset(f"raw.{source.name}", version_from="published_version")
-    with warehouse.connect() as connection:
-        loaded = loaded_snapshots(connection, source) if source.snapshot else None
+    with warehouse.open() as raw_tables:
+        loaded = raw_tables.loaded_snapshots(source) if source.snapshot else None
         try:
             deliveries = planned_deliveries(landing_dir, source, *(window or (None, None)), loaded=loaded)
         except DeliveryNotYetComplete:
@@ -143,13 +144,13 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             context.log.warning(f"raw.{source.name}: {len(unlisted)} file(s) in {landing_dir / source.name} that no "
                                 f"manifest lists are not read: {', '.join(p.name for p in unlisted[:5])}")
         if not deliveries:
-            yield from _nothing_new(context, connection, source, key, raw_table, loaded)
+            yield from _nothing_new(context, raw_tables, source, key, raw_table, loaded)
             return
         batch_id = f"{context.run.run_id}:{source.name}:{deliveries[0].data_date}:{deliveries[-1].data_date}"
         inputs = [file_dataset(file.path, file.sha256) for delivery in deliveries for file in delivery.files]
         with lineage_run(context, key, inputs=inputs, outputs=[raw_table]) as lineage:
             try:
-                batch = ingest_deliveries(connection, source, deliveries, batch_id)
+                batch = ingest_deliveries(raw_tables, source, deliveries, batch_id)
             except DeliveryError as error:
                 context.log.error(f"raw.{source.name}: refused: {error}")
                 yield from lineage.observe([_refusal(key, error)])
@@ -158,7 +159,7 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {run_label}, "
                              f"{'published' if batch.published else 'NOT published'}")
             if batch.published:
-                total = connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0]
+                total = raw_tables.row_count(source)
                 yield from lineage.observe([dg.MaterializeResult(asset_key=key, metadata={
                     "dagster/row_count": total,
                     "rows_loaded_this_run": batch.rows,
@@ -169,29 +170,28 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                 })])
 
 
-def _nothing_new(context, connection, source: SourceDefinition, key: dg.AssetKey, raw_table,
+def _nothing_new(context, warehouse: Warehouse, source: SourceDefinition, key: dg.AssetKey, raw_table,
                  loaded: dict[dt.date, set[str]] | None) -> Iterator:
     """Nothing new to load (a snapshot source with no newer snapshot, an irregular source with no delivery in
     the range): materialized as it stands, so that what reads it proceeds, and said so. The current snapshot is
     audited again (the contract may have changed since it was loaded): if it now breaks a blocking rule, it is
     not materialized and what reads it is held back."""
     current = max(loaded) if loaded else None
-    predicate = f"_data_date = '{current}'"
-    version = table_version(connection, f"raw.{source.name}", predicate,
-                            [*source.columns, "_data_date"]) if current else "empty"
+    version = warehouse.version(source, [current]) if current else "empty"
     news = f"no newer snapshot: the one of {current} stays" if source.snapshot else "nothing delivered for the range"
     context.log.info(f"raw.{source.name}: {news}")
     with lineage_run(context, key, inputs=[], outputs=[raw_table]) as lineage:
         if current is not None:
-            staged = f"(SELECT * FROM raw.{source.name} WHERE {predicate}) AS staged"
-            rows = connection.execute(f"SELECT count(*) FROM {staged}").fetchall()[0][0]
-            batch = AuditedBatch(source, current, current, {str(current): rows}, version=version, days=[current])
-            audit(connection, source, batch, staged, [current])
+            staged = f"(SELECT * FROM raw.{source.name} WHERE _data_date = '{current}') AS staged"
+            with warehouse.review(source, [current]) as raw:
+                rows = raw.connection.execute(f"SELECT count(*) FROM {staged}").fetchall()[0][0]
+                batch = AuditedBatch(source, current, current, {str(current): rows}, version=version, days=[current])
+                audit(raw, source, batch, staged, [current])
             yield from lineage.observe(_check_results(batch, key))
             if not batch.published:
                 return
         yield from lineage.observe([dg.MaterializeResult(asset_key=key, metadata={
-            "dagster/row_count": connection.execute(f"SELECT count(*) FROM raw.{source.name}").fetchall()[0][0],
+            "dagster/row_count": warehouse.row_count(source),
             "rows_loaded_this_run": 0, "published_version": version, "deliveries": news})])
 
 

@@ -1,0 +1,265 @@
+"""The team target's warehouse: PostgreSQL. A batch is staged and audited in a scratch DuckDB (in memory, spilling
+to a temporary folder): DuckDB reads the landing files, and the contract's rules are DuckDB SQL, so the audit is the
+embedded target's own code and messages. What it needs of the published rows comes from the server: the files
+already delivered, the previous days' row counts, the published days of the keys the batch delivers (its keys are
+sent to the server, not the history fetched), the referenced columns of other raw tables. An audited batch is
+published in one server transaction: its days deleted, its rows bulk-loaded as Arrow batches through the ADBC
+PostgreSQL driver (COPY), commit. A refused batch never reaches the server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import duckdb
+
+from platform_assets.metadata import table_version
+from platform_assets.sources.definitions import SourceDefinition
+from platform_assets.warehouse.base import (
+    PublishedRows, RawBatch, Warehouse, days_predicate, nothing_to_publish, version_columns,
+)
+from platform_assets.warehouse.duckdb_file import ensure_raw_table, quoted
+
+# The raw tables' DuckDB column types (sources.yml's contract types, the lineage columns) as PostgreSQL types:
+# the Arrow batches DuckDB produces for them load into these with COPY, and read back as the same DuckDB types.
+POSTGRES_TYPES = {
+    "VARCHAR": "text", "TEXT": "text", "STRING": "text",
+    "BOOLEAN": "boolean", "BOOL": "boolean",
+    "SMALLINT": "smallint", "INT2": "smallint",
+    "INTEGER": "integer", "INT": "integer", "INT4": "integer",
+    "BIGINT": "bigint", "INT8": "bigint",
+    "REAL": "real", "FLOAT": "real", "FLOAT4": "real",
+    "DOUBLE": "double precision", "FLOAT8": "double precision",
+    "DATE": "date", "TIME": "time without time zone",
+    "TIMESTAMP": "timestamp without time zone", "DATETIME": "timestamp without time zone",
+    "TIMESTAMPTZ": "timestamp with time zone", "TIMESTAMP WITH TIME ZONE": "timestamp with time zone",
+}  # written as PostgreSQL writes them back (format_type)
+DECIMAL = re.compile(r"(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+RUN_KEYS = "platform_run_keys"  # the batch's keys, a temporary table of the server session
+
+
+class WarehouseUnreachable(RuntimeError):
+    """The PostgreSQL warehouse did not accept a connection; the message names the server, never the login."""
+
+
+class UnsupportedColumnType(ValueError):
+    """A raw column's type has no PostgreSQL counterpart here; the message names the source and column."""
+
+
+def postgres_type(source: SourceDefinition, column: str, kind: str) -> str:
+    normalized = " ".join(kind.upper().split())
+    if normalized in POSTGRES_TYPES:
+        return POSTGRES_TYPES[normalized]
+    if decimal := DECIMAL.fullmatch(normalized):
+        return f"numeric({decimal[1]},{decimal[2]})"
+    raise UnsupportedColumnType(
+        f"sources.yml: {source.name}.{column}: type {kind} has no PostgreSQL column type on the team target "
+        f"(platform_assets/warehouse/postgres.py knows {', '.join(sorted(set(POSTGRES_TYPES)))}, DECIMAL(p, s))")
+
+
+def _server_column(source: SourceDefinition, column: str) -> str:
+    """A raw column as read back from the server: numeric as text (the ADBC driver gives numeric as an opaque
+    string), cast again by DuckDB on insert into the scratch table."""
+    kind = postgres_type(source, column, source.raw_columns[column])
+    return f"{quoted(column)}::text AS {quoted(column)}" if kind.startswith("numeric") else quoted(column)
+
+
+class PublishedOnServer(PublishedRows):
+    """The published rows of raw.<table> on the PostgreSQL server; the batch's keys are read from the scratch
+    DuckDB (`local`) and sent to the server when the cross-day key rule asks."""
+
+    def __init__(self, warehouse: PostgresWarehouse, local: duckdb.DuckDBPyConnection):
+        self.warehouse = warehouse
+        self.local = local
+
+    def file_digests(self, table: str, days: Sequence[dt.date]) -> dict[str, str]:
+        return dict(self.warehouse.query(
+            f"SELECT DISTINCT _file_sha256, _source_file FROM raw.{table} WHERE NOT ({days_predicate(days)})"))
+
+    def rows_per_day(self, table: str, since: dt.date, before: dt.date) -> dict[dt.date, int]:
+        return dict(self.warehouse.query(
+            f"SELECT _data_date, count(*) FROM raw.{table} WHERE _data_date < $1 AND _data_date >= $2 GROUP BY 1",
+            [before, since]))
+
+    def any_outside(self, table: str, first: dt.date, last: dt.date) -> bool:
+        return self.warehouse.query(
+            f"SELECT EXISTS (SELECT 1 FROM raw.{table} WHERE _data_date NOT BETWEEN $1 AND $2)", [first, last])[0][0]
+
+    def days_of_keys(self, table: str, key: tuple[str, ...], run_keys: str, bounds: Sequence,
+                     first: dt.date, last: dt.date) -> list[tuple[tuple, dt.date]]:
+        keys = self.local.sql(f"SELECT {', '.join(quoted(c) for c in key)} FROM {run_keys}").to_arrow_table()
+        within = " AND ".join(f"published.{quoted(c)} BETWEEN ${3 + 2 * i} AND ${4 + 2 * i}" for i, c in enumerate(key))
+        matches = " AND ".join(f"published.{quoted(c)} = run.{quoted(c)}" for c in key)
+        server = self.warehouse.server()
+        with server.cursor() as cursor:
+            try:
+                cursor.adbc_ingest(RUN_KEYS, keys, mode="create", temporary=True)
+                cursor.execute(
+                    f"SELECT DISTINCT {', '.join(f'published.{quoted(c)}' for c in key)}, published._data_date "
+                    f"FROM raw.{table} AS published "
+                    f"WHERE EXISTS (SELECT 1 FROM {RUN_KEYS} AS run WHERE {matches}) "
+                    f"AND published._data_date NOT BETWEEN $1 AND $2 AND {within}", [first, last, *bounds])
+                found = cursor.fetchall()
+            finally:
+                server.rollback()  # the temporary table goes with the transaction
+        return [(tuple(row[:-1]), row[-1]) for row in found]
+
+    def first_rows_of_key(self, table: str, key: tuple[str, ...], values: tuple,
+                          days: Sequence[dt.date]) -> list[tuple[dt.date, str, int]]:
+        where = " AND ".join(f"{quoted(c)} = ${2 + i}" for i, c in enumerate(key))
+        return self.warehouse.query(
+            f"SELECT _data_date, min(_source_file), min(_row_number) FROM raw.{table} "
+            f"WHERE _data_date = ANY($1) AND {where} GROUP BY 1", [list(days), *values])
+
+
+class PostgresWarehouse(Warehouse):
+    """The PostgreSQL warehouse at `url` (PLATFORM_WAREHOUSE_URL), one server connection (opened when first
+    needed, closed by `close`), and a scratch DuckDB per batch (`memory_limit`: DUCKDB_MEMORY_LIMIT)."""
+
+    def __init__(self, url: str, memory_limit: str | None = None):
+        self.url = url
+        self.memory_limit = memory_limit
+        self._connection = None
+
+    def server(self):
+        if self._connection is None:
+            import adbc_driver_postgresql.dbapi  # noqa: PLC0415  (only the team target needs it)
+
+            try:
+                self._connection = adbc_driver_postgresql.dbapi.connect(self.url)
+            except adbc_driver_postgresql.dbapi.Error as error:
+                reason = str(error).splitlines()[0].rsplit(" failed: ", 1)[-1]
+                where = urlsplit(self.url)  # named without the login and password
+                raise WarehouseUnreachable(f"PLATFORM_WAREHOUSE_URL: cannot connect to the warehouse at "
+                                           f"{where.hostname}:{where.port or 5432}{where.path}: {reason}") from None
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def query(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
+        """Rows of one read on the server, in a transaction of its own."""
+        server = self.server()
+        with server.cursor() as cursor:
+            try:
+                cursor.execute(sql, list(parameters) or None)
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                server.rollback()
+
+    def ensure_raw_table(self, source: SourceDefinition) -> None:
+        columns = ", ".join(f"{quoted(column)} {postgres_type(source, column, kind)}"
+                            for column, kind in source.raw_columns.items())
+        server = self.server()
+        with server.cursor() as cursor:
+            try:
+                # Two runs creating the same table at once would collide in the catalog: one waits for the other.
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [f"raw.{source.name}"])
+                cursor.execute("CREATE SCHEMA IF NOT EXISTS raw")
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS raw.{source.name} ({columns})")
+                server.commit()
+            except BaseException:
+                server.rollback()
+                raise
+
+    @contextmanager
+    def _scratch(self, source: SourceDefinition) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An in-memory DuckDB with an empty raw.<source>, spilling to a temporary folder beyond its memory."""
+        with tempfile.TemporaryDirectory(prefix="platform-batch-") as spill:
+            config = {"temp_directory": spill, **({"memory_limit": self.memory_limit} if self.memory_limit else {})}
+            local = duckdb.connect(":memory:", config=config)
+            try:
+                local.execute("SET enable_progress_bar = false")
+                ensure_raw_table(local, source)
+                yield local
+            finally:
+                local.close()
+
+    def _pull(self, local: duckdb.DuckDBPyConnection, source: SourceDefinition, days: Sequence[dt.date],
+              columns: Sequence[str]) -> None:
+        """The server's rows of `days` of raw.<source> (those columns) into the scratch raw.<source>."""
+        server = self.server()
+        with server.cursor() as cursor:
+            try:
+                cursor.execute(f"SELECT {', '.join(_server_column(source, c) for c in columns)} "
+                               f"FROM raw.{source.name} WHERE {days_predicate(days)}")
+                local.register("pulled", cursor.fetch_record_batch())
+                local.execute(f"INSERT INTO raw.{source.name} BY NAME SELECT * FROM pulled")
+                local.unregister("pulled")
+            finally:
+                server.rollback()
+
+    def _copy_references(self, local: duckdb.DuckDBPyConnection, source: SourceDefinition) -> None:
+        """The columns of other raw tables the contract's `references` rules read, copied (distinct values) into
+        raw.<table> of the scratch DuckDB; a table not on the server yet is left out (the rule is skipped, as on
+        the embedded target)."""
+        referenced: dict[str, list[str]] = {}
+        for contract in source.columns.values():
+            if contract.references:
+                table, column = contract.references.split(".")
+                if table != source.name and column not in referenced.setdefault(table, []):
+                    referenced[table].append(column)
+        for table, columns in referenced.items():
+            if self.query("SELECT to_regclass($1) IS NOT NULL", [f"raw.{table}"])[0][0]:
+                server = self.server()
+                with server.cursor() as cursor:
+                    try:
+                        cursor.execute(f"SELECT DISTINCT {', '.join(quoted(c) for c in columns)} FROM raw.{table}")
+                        local.register("pulled", cursor.fetch_record_batch())
+                        local.execute(f"CREATE TABLE raw.{table} AS SELECT * FROM pulled")
+                        local.unregister("pulled")
+                    finally:
+                        server.rollback()
+
+    def _publish(self, local: duckdb.DuckDBPyConnection, source: SourceDefinition, days: Sequence[dt.date]) -> str:
+        """Replace `days` of raw.<source> on the server with the scratch raw.<source>, in one transaction; returns
+        the published version of `days`: the scratch rows' own (the same rows, so the same fingerprint; reading
+        them back from the server would add a third of the time, measured in docs/team.md)."""
+        version = table_version(local, f"raw.{source.name}", days_predicate(days), version_columns(source))
+        server = self.server()
+        rows = local.sql(f"SELECT * FROM raw.{source.name}").to_arrow_reader()
+        with server.cursor() as cursor:
+            try:
+                cursor.execute(f"DELETE FROM raw.{source.name} WHERE {days_predicate(days)}")
+                cursor.adbc_ingest(source.name, rows, mode="append", db_schema_name="raw")
+                server.commit()
+            except BaseException:
+                server.rollback()
+                raise
+        return version
+
+    @contextmanager
+    def batch(self, source: SourceDefinition, days: Sequence[dt.date]) -> Iterator[RawBatch]:
+        self.ensure_raw_table(source)
+        with self._scratch(source) as local:
+            self._copy_references(local, source)
+            yield RawBatch(local, PublishedOnServer(self, local), lambda: self._publish(local, source, days))
+
+    @contextmanager
+    def review(self, source: SourceDefinition, days: Sequence[dt.date]) -> Iterator[RawBatch]:
+        self.ensure_raw_table(source)
+        with self._scratch(source) as local:
+            self._pull(local, source, days, list(source.raw_columns))
+            self._copy_references(local, source)
+            yield RawBatch(local, PublishedOnServer(self, local), nothing_to_publish)
+
+    def loaded_snapshots(self, source: SourceDefinition) -> dict[dt.date, set[str]]:
+        self.ensure_raw_table(source)
+        return {day: set(digests) for day, digests in self.query(
+            f"SELECT _data_date, array_agg(DISTINCT _file_sha256) FROM raw.{source.name} GROUP BY 1")}
+
+    def row_count(self, source: SourceDefinition) -> int:
+        return self.query(f"SELECT count(*) FROM raw.{source.name}")[0][0]
+
+    def version(self, source: SourceDefinition, days: Sequence[dt.date]) -> str:
+        """Read from the server: its rows of `days`, fingerprinted by DuckDB as on the embedded target."""
+        self.ensure_raw_table(source)
+        with self._scratch(source) as local:
+            self._pull(local, source, days, version_columns(source))
+            return table_version(local, f"raw.{source.name}", days_predicate(days), version_columns(source))
