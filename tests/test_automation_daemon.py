@@ -18,6 +18,8 @@ from platform_assets.settings import REPO_ROOT
 HISTORY = (dt.date(2013, 1, 1), dt.date(2013, 1, 10))  # enough for a model that reaches the floors
 REPLAYED = "2013-01-11"
 TIMEOUT_SECONDS = 420
+EXPECTED = ("raw/bookings", "staging/stg_flights__flights", "marts/bookings", "marts/flight_features",
+            "ml/flight_delay_predictions")
 
 
 def materialized(instance: dg.DagsterInstance, key: str, partition: str) -> bool:
@@ -52,7 +54,9 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
             assert [str(day) for day in next_days(settings.landing_dir, 1)] == [REPLAYED]  # what `make replay` does
             deliver_day(settings.landing_dir, dt.date.fromisoformat(REPLAYED), settings.seed, settings.scale)
             deadline = time.time() + TIMEOUT_SECONDS
-            while time.time() < deadline and not (materialized(instance, "ml/flight_delay_predictions", REPLAYED)
+            # Automation ticks every 30 s: a moment with every run finished can come before its next tick has
+            # started the last model's run, so wait for each expected asset, not for a quiet instance.
+            while time.time() < deadline and not (all(materialized(instance, key, REPLAYED) for key in EXPECTED)
                                                   and all(r.is_finished for r in instance.get_runs())):
                 assert daemon.poll() is None, "the daemon stopped"
                 time.sleep(3)
@@ -71,8 +75,8 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         assert sorted(r.tags["platform/source"] for r in sensor_runs) == ["bookings", "flights", "weather"], summary
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in sensor_runs), summary
         assert [r for r in replay_runs if r.tags.get("platform/trigger") == "downstream_automation"], summary
-        for key in ("raw/bookings", "staging/stg_flights__flights", "marts/bookings", "marts/flight_features"):
-            assert materialized(instance, key, REPLAYED), key
+        for key in EXPECTED:
+            assert materialized(instance, key, REPLAYED), (key, summary)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in replay_runs), summary
 
         # The daemon evaluated the freshness policies that come from the catalog's SLAs: all fresh now.
