@@ -1,0 +1,148 @@
+{#
+  The project's cross-database macros: one SQL for the embedded (DuckDB) and the team (PostgreSQL) target
+  where dbt has no macro of its own. Each dispatches on the adapter (adapter.dispatch): `duckdb__` renders
+  exactly the DuckDB SQL the models used before, `postgres__` its equivalent. docs/team.md lists what differs.
+
+  The try_* macros yield NULL for a value that cannot be read, on both targets: staging casts every text
+  column this way, and the quarantine judges the NULLs. dbt's own safe_cast is a plain cast on PostgreSQL,
+  which fails the whole model on the first bad value. On PostgreSQL they call the functions that
+  create_try_functions() (on-run-start, macros/try_functions.sql) defines in try_functions_schema().
+#}
+
+{% macro try_functions_schema() %}{{ return('platform_functions') }}{% endmacro %}
+
+{#- The types try_cast reads text as, and the suffix of their PostgreSQL function. -#}
+{% macro _try_cast_types() %}
+    {{ return({'integer': 'integer', 'bigint': 'bigint', 'double precision': 'double', 'timestamptz': 'timestamptz'}) }}
+{% endmacro %}
+
+{# The text `expression` as `type` (one of _try_cast_types), or NULL when it is not a valid value of it. #}
+{% macro try_cast(expression, type) %}
+    {%- if type not in _try_cast_types() -%}
+        {{ exceptions.raise_compiler_error("try_cast: type '" ~ type ~ "' is not supported (supported: "
+            ~ _try_cast_types().keys() | join(', ') ~ "; dates: try_strptime_date with a format)") }}
+    {%- endif -%}
+    {{ return(adapter.dispatch('try_cast', 'flight_platform')(expression, type)) }}
+{% endmacro %}
+
+{% macro duckdb__try_cast(expression, type) -%}
+    try_cast({{ expression }} as {{ type }})
+{%- endmacro %}
+
+{% macro postgres__try_cast(expression, type) -%}
+    {{ try_functions_schema() }}.try_cast_{{ _try_cast_types()[type] }}(({{ expression }})::text)
+{%- endmacro %}
+
+
+{#
+  The date in the text `expression` written as `format` (strptime directives %Y, %m, %d and literal
+  characters), or NULL when it does not match or names no real day (2013-02-30).
+#}
+{% macro try_strptime_date(expression, format) %}
+    {{ return(adapter.dispatch('try_strptime_date', 'flight_platform')(expression, format)) }}
+{% endmacro %}
+
+{% macro duckdb__try_strptime_date(expression, format) -%}
+    try_strptime({{ expression }}, '{{ format }}')::date
+{%- endmacro %}
+
+{% macro postgres__try_strptime_date(expression, format) -%}
+    {#- The format as a regular expression with one group per part, and the group of year, month and day. -#}
+    {%- set pattern, groups = [], {} -%}
+    {%- set parts = {'Y': '(\\d{1,4})', 'm': '(\\d{1,2})', 'd': '(\\d{1,2})'} -%}
+    {%- set directive = namespace(pending=false) -%}
+    {%- for char in format -%}
+        {%- if directive.pending -%}
+            {%- if char not in parts or char in groups -%}
+                {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "': %" ~ char
+                    ~ " is not supported here (each of %Y, %m, %d at most once)") }}
+            {%- endif -%}
+            {%- do pattern.append(parts[char]) -%}
+            {%- do groups.update({char: groups | length + 1}) -%}
+            {%- set directive.pending = false -%}
+        {%- elif char == '%' -%}
+            {%- set directive.pending = true -%}
+        {%- else -%}
+            {%- do pattern.append(char if char.isalnum() else '\\' ~ char) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if groups | length != 3 -%}
+        {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "' needs %Y, %m and %d") }}
+    {%- endif -%}
+    {{ try_functions_schema() }}.try_parse_date(({{ expression }})::text, '^{{ pattern | join('') }}$',
+        {{ groups['Y'] }}, {{ groups['m'] }}, {{ groups['d'] }})
+{%- endmacro %}
+
+
+{# make_date(year, month, day), or NULL when the parts name no real day. #}
+{% macro try_make_date(year, month, day) %}
+    {{ return(adapter.dispatch('try_make_date', 'flight_platform')(year, month, day)) }}
+{% endmacro %}
+
+{% macro duckdb__try_make_date(year, month, day) -%}
+    try(make_date({{ year }}, {{ month }}, {{ day }}))
+{%- endmacro %}
+
+{% macro postgres__try_make_date(year, month, day) -%}
+    {{ try_functions_schema() }}.try_make_date({{ year }}, {{ month }}, {{ day }})
+{%- endmacro %}
+
+
+{# A date or timestamp as text in a strftime `format` (%Y %m %d %H %M %S and literal characters). #}
+{% macro format_date(expression, format) %}
+    {{ return(adapter.dispatch('format_date', 'flight_platform')(expression, format)) }}
+{% endmacro %}
+
+{% macro duckdb__format_date(expression, format) -%}
+    strftime({{ expression }}, '{{ format }}')
+{%- endmacro %}
+
+{% macro postgres__format_date(expression, format) -%}
+    {%- set directives = {'Y': 'YYYY', 'm': 'MM', 'd': 'DD', 'H': 'HH24', 'M': 'MI', 'S': 'SS'} -%}
+    {%- set pattern = [] -%}
+    {%- set directive = namespace(pending=false) -%}
+    {%- for char in format -%}
+        {%- if directive.pending -%}
+            {%- if char not in directives -%}
+                {{ exceptions.raise_compiler_error("format_date: format '" ~ format ~ "': %" ~ char
+                    ~ " is not supported (supported: %" ~ directives.keys() | join(' %') ~ ")") }}
+            {%- endif -%}
+            {%- do pattern.append(directives[char]) -%}
+            {%- set directive.pending = false -%}
+        {%- elif char == '%' -%}
+            {%- set directive.pending = true -%}
+        {%- else -%}
+            {#- literal text in double quotes, so that to_char reads no pattern in it -#}
+            {%- do pattern.append('"' ~ char ~ '"' if char.isalnum() else char) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    to_char({{ expression }}, '{{ pattern | join('') }}')
+{%- endmacro %}
+
+
+{# Whether the regular expression `pattern` (a plain string, not a SQL literal) matches the whole text. #}
+{% macro regexp_full_match(expression, pattern) %}
+    {{ return(adapter.dispatch('regexp_full_match', 'flight_platform')(expression, pattern | replace("'", "''"))) }}
+{% endmacro %}
+
+{% macro duckdb__regexp_full_match(expression, pattern) -%}
+    regexp_full_match({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro postgres__regexp_full_match(expression, pattern) -%}
+    ({{ expression }} ~ '^(?:{{ pattern }})$')
+{%- endmacro %}
+
+
+{# Whether the regular expression `pattern` (a plain string) matches anywhere in the text. #}
+{% macro regexp_contains(expression, pattern) %}
+    {{ return(adapter.dispatch('regexp_contains', 'flight_platform')(expression, pattern | replace("'", "''"))) }}
+{% endmacro %}
+
+{% macro duckdb__regexp_contains(expression, pattern) -%}
+    regexp_matches({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+{% macro postgres__regexp_contains(expression, pattern) -%}
+    ({{ expression }} ~ '{{ pattern }}')
+{%- endmacro %}
