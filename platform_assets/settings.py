@@ -39,6 +39,8 @@ class Settings:
     # The deployment: `embedded` (DuckDB, sqlite, local files, one machine) or `team` (PostgreSQL warehouse and
     # instance, MLflow on PostgreSQL, Celery workers on Redis); docs/team.md.
     target: str = "embedded"
+    # The team target's PostgreSQL warehouse, postgresql://user[:password]@host[:port]/database (docs/team.md).
+    warehouse_url: str | None = None
 
     @property
     def landing_dir(self) -> Path:
@@ -83,12 +85,14 @@ def load_settings() -> Settings:
     not readable yet, DUCKDB_MEMORY_LIMIT (DuckDB's default, 80% of RAM) for the warehouse's connections
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
-    (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml."""
+    (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml.
+    PLATFORM_TARGET (embedded): the deployment; PLATFORM_WAREHOUSE_URL (none): the team target's warehouse."""
     target = os.environ.get("PLATFORM_TARGET", "embedded")
     if target not in TARGETS:
         raise SettingsError(f"PLATFORM_TARGET={target!r}: expected one of {', '.join(TARGETS)}")
     return Settings(
         target=target,
+        warehouse_url=os.environ.get("PLATFORM_WAREHOUSE_URL") or None,
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
         seed=int(os.environ.get("PLATFORM_SEED", "13")),
         scale=float(os.environ.get("PLATFORM_SCALE", "1")),
