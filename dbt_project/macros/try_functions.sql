@@ -4,7 +4,8 @@
   the models that use it. Each reads text with PostgreSQL's own input functions and yields NULL where the cast
   raises a data exception (class 22: bad text, out of range, no such day); any other error still fails.
   Integers go through numeric and round half away from zero, as DuckDB's try_cast does ('1.5' -> 2, '1e3' ->
-  1000). Instants without an offset are read as UTC, whatever the session's time zone.
+  1000). Instants must start with an ISO date, as on DuckDB; without an offset they are read as UTC, whatever
+  the session's time zone.
   One transaction under an advisory lock: concurrent dbt runs (the team target runs several at once) would
   otherwise collide replacing the same function ("tuple concurrently updated").
   The embedded target (DuckDB) has try_cast itself: nothing to create.
@@ -24,16 +25,30 @@ begin
 
     create or replace function {{ schema }}.try_cast_integer(value text) returns integer
     language plpgsql immutable strict parallel safe as $fn$
+    declare
+        number numeric;
     begin
-        return round(value::numeric)::integer;
+        number := value::numeric;
+        -- no integer for these (PostgreSQL raises feature_not_supported, not a data exception)
+        if number in ('NaN', 'Infinity', '-Infinity') then
+            return null;
+        end if;
+        return round(number)::integer;
     exception when data_exception then
         return null;
     end $fn$;
 
     create or replace function {{ schema }}.try_cast_bigint(value text) returns bigint
     language plpgsql immutable strict parallel safe as $fn$
+    declare
+        number numeric;
     begin
-        return round(value::numeric)::bigint;
+        number := value::numeric;
+        -- no bigint for these (PostgreSQL raises feature_not_supported, not a data exception)
+        if number in ('NaN', 'Infinity', '-Infinity') then
+            return null;
+        end if;
+        return round(number)::bigint;
     exception when data_exception then
         return null;
     end $fn$;
@@ -49,6 +64,10 @@ begin
     create or replace function {{ schema }}.try_cast_timestamptz(value text) returns timestamptz
     language plpgsql immutable strict parallel safe set timezone = 'UTC' set datestyle = 'ISO, MDY' as $fn$
     begin
+        -- an ISO date first, as DuckDB reads it: not PostgreSQL's 'now', 'today', 'June 30 2013', '06/30/2013'
+        if value !~* '^\s*(\d+-\d{1,2}-\d{1,2}([^0-9]|$)|epoch\s*$|[+-]?infinity\s*$)' then
+            return null;
+        end if;
         return value::timestamptz;
     exception when data_exception then
         return null;
