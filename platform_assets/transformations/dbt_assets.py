@@ -47,7 +47,8 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         layer = props.get("config", {}).get("meta", {}).get("layer") or props.get("meta", {}).get("layer")
         # Marts are read where they are published, not in the audit schema dbt writes them to.
         schema = PUBLISHED_SCHEMA if key.path[0] == PUBLISHED_SCHEMA else props["schema"]
-        return spec.replace_attributes(key=key, group_name=layer).merge_attributes(kinds={"duckdb"}, metadata={
+        # kinds: dagster-dbt's own, dbt and the manifest's adapter (duckdb or postgres, the deployment's target)
+        return spec.replace_attributes(key=key, group_name=layer).merge_attributes(metadata={
             "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
 
