@@ -120,7 +120,8 @@ def _deliver_unreadable_values(connection: duckdb.DuckDBPyConnection) -> dict[st
 
 
 def _copy_raw_tables(duckdb_path: Path, postgres_url: str) -> None:
-    """The raw schema's tables, types and rows, from the DuckDB file into PostgreSQL (Arrow batches through ADBC)."""
+    """The raw schema's tables, types and rows, from the DuckDB file into PostgreSQL (Arrow batches through ADBC),
+    with their statistics, as a loader leaves them (without, PostgreSQL plans the staging joins row by row)."""
     with duckdb.connect(str(duckdb_path), read_only=True) as source, adbc.connect(postgres_url) as target:
         tables = [name for (name,) in source.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()]
@@ -129,6 +130,7 @@ def _copy_raw_tables(duckdb_path: Path, postgres_url: str) -> None:
             for table in tables:
                 cursor.adbc_ingest(table, source.sql(f"SELECT * FROM raw.{table}").to_arrow_table(), mode="create",
                                    db_schema_name="raw")
+                cursor.execute(f"ANALYZE raw.{table}")
         target.commit()
 
 

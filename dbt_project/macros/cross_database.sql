@@ -146,3 +146,36 @@
 {% macro postgres__regexp_contains(expression, pattern) -%}
     ({{ expression }} ~ '{{ pattern }}')
 {%- endmacro %}
+
+
+{#
+  a = b, where NULL equals NULL. DuckDB joins on `is not distinct from` by hashing; PostgreSQL cannot hash it and
+  joins row by row (a 30-day stg_bookings__bookings ran for minutes), so there it is two equalities it can hash:
+  the values as text with NULL as '', and whether each is NULL.
+#}
+{% macro equal_or_both_null(left, right) %}
+    {{ return(adapter.dispatch('equal_or_both_null', 'flight_platform')(left, right)) }}
+{% endmacro %}
+
+{% macro duckdb__equal_or_both_null(left, right) -%}
+    {{ left }} is not distinct from {{ right }}
+{%- endmacro %}
+
+{% macro postgres__equal_or_both_null(left, right) -%}
+    (coalesce(cast({{ left }} as text), '') = coalesce(cast({{ right }} as text), '')
+        and ({{ left }} is null) = ({{ right }} is null))
+{%- endmacro %}
+
+
+{#
+  Post-hook of every model (dbt_project.yml): fresh statistics for the models read next in the same build.
+  PostgreSQL plans from statistics that autovacuum gathers only later; without them it takes a just-written table
+  for a few rows and joins it row by row. DuckDB keeps its statistics as it writes: nothing to do.
+#}
+{% macro analyze_model() %}
+    {{ return(adapter.dispatch('analyze_model', 'flight_platform')()) }}
+{% endmacro %}
+
+{% macro default__analyze_model() %}{% endmacro %}
+
+{% macro postgres__analyze_model() %}analyze {{ this }}{% endmacro %}

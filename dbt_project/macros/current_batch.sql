@@ -26,7 +26,7 @@
         ) as current_batches
         where current_batches.recency = 1
             and raw_rows._data_date = current_batches._data_date
-            and raw_rows._batch_id is not distinct from current_batches._batch_id
+            and {{ equal_or_both_null('raw_rows._batch_id', 'current_batches._batch_id') }}
     )
 {%- endmacro %}
 

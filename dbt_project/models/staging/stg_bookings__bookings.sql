@@ -55,7 +55,7 @@ retry_copies as (
             select 1
             from repeated_booking_ids
             where source._data_date = repeated_booking_ids._data_date
-                and source.booking_id is not distinct from repeated_booking_ids.booking_id
+                and {{ equal_or_both_null('source.booking_id', 'repeated_booking_ids.booking_id') }}
         )
     ) as copies
     where copy_number > 1
