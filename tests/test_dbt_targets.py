@@ -134,6 +134,16 @@ def _copy_raw_tables(duckdb_path: Path, postgres_url: str) -> None:
         target.commit()
 
 
+def _plan_as_for_large_tables(port: int) -> None:
+    """Parallel plans on these few rows, as PostgreSQL chooses for a month of them: a function that cannot run in a
+    parallel worker but claims it can (PARALLEL SAFE with an EXCEPTION block) then fails here too."""
+    with psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="warehouse") as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            for setting in ("parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
+                cursor.execute(f"ALTER DATABASE warehouse SET {setting}")
+
+
 def _dbt_build(env: dict, first: dt.date, last: dt.date, target_path: Path, previous: Path | None) -> tuple[dict, float]:
     """The real `dbt build` over [first, last], starting from the parse state of the `previous` build as the platform
     does; returns {node: (status, failures)} of its run results, and its seconds."""
@@ -181,6 +191,7 @@ def both_targets():
     # its own folder under /tmp, not pytest's: the server runs as the postgres user, who cannot enter root's folders
     server = start_postgres(Path(tempfile.mkdtemp(prefix="platform-pg-")), databases=("warehouse",))
     try:
+        _plan_as_for_large_tables(server.port)
         data_dir = folder / "data"
         _deliver_and_ingest(data_dir)
         warehouse = data_dir / "warehouse" / "warehouse.duckdb"

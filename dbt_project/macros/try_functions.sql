@@ -6,7 +6,8 @@
   Integers go through numeric and round half away from zero, as DuckDB's try_cast does ('1.5' -> 2, '1e3' ->
   1000). Instants must start with an ISO date, as on DuckDB; without an offset they are read as UTC, whatever
   the session's time zone.
-  One transaction under an advisory lock: concurrent dbt runs (the team target runs several at once) would
+  PARALLEL UNSAFE: an EXCEPTION block starts a subtransaction, which a parallel worker cannot (PostgreSQL then
+  plans the model's query without workers). One transaction under an advisory lock: concurrent dbt runs (the team target runs several at once) would
   otherwise collide replacing the same function ("tuple concurrently updated").
   The embedded target (DuckDB) has try_cast itself: nothing to create.
 #}
@@ -24,7 +25,7 @@ begin
     create schema if not exists {{ schema }};
 
     create or replace function {{ schema }}.try_cast_integer(value text) returns integer
-    language plpgsql immutable strict parallel safe as $fn$
+    language plpgsql immutable strict parallel unsafe as $fn$
     declare
         number numeric;
     begin
@@ -39,7 +40,7 @@ begin
     end $fn$;
 
     create or replace function {{ schema }}.try_cast_bigint(value text) returns bigint
-    language plpgsql immutable strict parallel safe as $fn$
+    language plpgsql immutable strict parallel unsafe as $fn$
     declare
         number numeric;
     begin
@@ -54,7 +55,7 @@ begin
     end $fn$;
 
     create or replace function {{ schema }}.try_cast_double(value text) returns double precision
-    language plpgsql immutable strict parallel safe as $fn$
+    language plpgsql immutable strict parallel unsafe as $fn$
     begin
         return value::double precision;
     exception when data_exception then
@@ -62,7 +63,7 @@ begin
     end $fn$;
 
     create or replace function {{ schema }}.try_cast_timestamptz(value text) returns timestamptz
-    language plpgsql immutable strict parallel safe set timezone = 'UTC' set datestyle = 'ISO, MDY' as $fn$
+    language plpgsql immutable strict parallel unsafe set timezone = 'UTC' set datestyle = 'ISO, MDY' as $fn$
     begin
         -- an ISO date first, as DuckDB reads it: not PostgreSQL's 'now', 'today', 'June 30 2013', '06/30/2013'
         if value !~* '^\s*(\d+-\d{1,2}-\d{1,2}([^0-9]|$)|epoch\s*$|[+-]?infinity\s*$)' then
@@ -74,7 +75,7 @@ begin
     end $fn$;
 
     create or replace function {{ schema }}.try_make_date(year integer, month integer, day integer) returns date
-    language plpgsql immutable strict parallel safe as $fn$
+    language plpgsql immutable strict parallel unsafe as $fn$
     begin
         return make_date(year, month, day);
     exception when data_exception then
@@ -85,7 +86,7 @@ begin
     create or replace function {{ schema }}.try_parse_date(
         value text, pattern text, year_group integer, month_group integer, day_group integer
     ) returns date
-    language plpgsql immutable strict parallel safe as $fn$
+    language plpgsql immutable strict parallel unsafe as $fn$
     declare
         parts text[] := regexp_match(value, pattern);
     begin
