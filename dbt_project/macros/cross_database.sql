@@ -47,30 +47,43 @@
 {%- endmacro %}
 
 {% macro postgres__try_strptime_date(expression, format) -%}
-    {#- The format as a regular expression with one group per part, and the group of year, month and day. -#}
-    {%- set pattern, groups = [], {} -%}
-    {%- set parts = {'Y': '(\\d{1,4})', 'm': '(\\d{1,2})', 'd': '(\\d{1,2})'} -%}
-    {%- set directive = namespace(pending=false) -%}
+    {#- The format's shape as a regular expression without groups (PostgreSQL's capturing groups cost 12 us a
+        value, a month of bookings 6 s), its separators turned into one, and the position of year, month, day. -#}
+    {%- set digits = {'Y': '[0-9]{1,4}', 'm': '[0-9]{1,2}', 'd': '[0-9]{1,2}'} -%}
+    {%- set shape, separators, positions = [], [], {} -%}
+    {%- set state = namespace(directive=false, separated=true) -%}
     {%- for char in format -%}
-        {%- if directive.pending -%}
-            {%- if char not in parts or char in groups -%}
-                {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "': %" ~ char
-                    ~ " is not supported here (each of %Y, %m, %d at most once)") }}
+        {%- if state.directive -%}
+            {%- if char not in digits or char in positions or not state.separated -%}
+                {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "' is not supported on "
+                    ~ target.type ~ ": %Y, %m and %d each once, separated by characters that are not letters or digits") }}
             {%- endif -%}
-            {%- do pattern.append(parts[char]) -%}
-            {%- do groups.update({char: groups | length + 1}) -%}
-            {%- set directive.pending = false -%}
+            {%- do shape.append(digits[char]) -%}
+            {%- do positions.update({char: positions | length + 1}) -%}
+            {%- set state.directive = false -%}
+            {%- set state.separated = false -%}
         {%- elif char == '%' -%}
-            {%- set directive.pending = true -%}
+            {%- set state.directive = true -%}
+        {%- elif char.isalnum() -%}
+            {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "': the literal '" ~ char
+                ~ "' is not supported on " ~ target.type ~ " (separators only)") }}
         {%- else -%}
-            {%- do pattern.append(char if char.isalnum() else '\\' ~ char) -%}
+            {%- do shape.append('\\' ~ char) -%}
+            {%- do separators.append(char) -%}
+            {%- set state.separated = true -%}
         {%- endif -%}
     {%- endfor -%}
-    {%- if groups | length != 3 -%}
+    {%- if positions | length != 3 -%}
         {{ exceptions.raise_compiler_error("try_strptime_date: format '" ~ format ~ "' needs %Y, %m and %d") }}
     {%- endif -%}
-    {{ try_functions_schema() }}.try_parse_date(({{ expression }})::text, '^{{ pattern | join('') }}$',
-        {{ groups['Y'] }}, {{ groups['m'] }}, {{ groups['d'] }})
+    {%- set one_separator = separators[0] | replace("'", "''") -%}
+    {%- set parts = expression if separators | unique | list | length == 1 else "translate(" ~ expression ~ ", '"
+        ~ (separators | join('') | replace("'", "''")) ~ "', '" ~ (one_separator * separators | length) ~ "')" -%}
+    case when ({{ expression }}) ~ '^{{ shape | join('') | replace("'", "''") }}$' then {{ try_functions_schema() }}.try_make_date(
+        {%- for part in ['Y', 'm', 'd'] %}
+        cast(split_part({{ parts }}, '{{ one_separator }}', {{ positions[part] }}) as integer){{ ',' if not loop.last }}
+        {%- endfor %}
+    ) end
 {%- endmacro %}
 
 
@@ -179,3 +192,19 @@
 {% macro default__analyze_model() %}{% endmacro %}
 
 {% macro postgres__analyze_model() %}analyze {{ this }}{% endmacro %}
+
+
+{#
+  Pre-hook of every model (dbt_project.yml), inside the model's transaction. PostgreSQL estimates the relations
+  the models derive (the latest batch of each day, windows, groups) at a row or two whatever their size, and on
+  such an estimate joins by nested loop: quadratic. A 1-day stg_bookings__bookings took 3.6 s on 7,800 rows and ran
+  for minutes on a month. Bulk transformations join by hashing; with nested loops priced out PostgreSQL still uses
+  one where nothing else can join. DuckDB plans no nested loop for an equality join: nothing to do.
+#}
+{% macro prefer_hash_joins() %}
+    {{ return(adapter.dispatch('prefer_hash_joins', 'flight_platform')()) }}
+{% endmacro %}
+
+{% macro default__prefer_hash_joins() %}{% endmacro %}
+
+{% macro postgres__prefer_hash_joins() %}set local enable_nestloop = off{% endmacro %}

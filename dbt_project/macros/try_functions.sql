@@ -66,7 +66,7 @@ begin
     language plpgsql immutable strict parallel unsafe set timezone = 'UTC' set datestyle = 'ISO, MDY' as $fn$
     begin
         -- an ISO date first, as DuckDB reads it: not PostgreSQL's 'now', 'today', 'June 30 2013', '06/30/2013'
-        if value !~* '^\s*(\d+-\d{1,2}-\d{1,2}([^0-9]|$)|epoch\s*$|[+-]?infinity\s*$)' then
+        if value !~* '^\s*(?:\d+-\d{1,2}-\d{1,2}(?:[^0-9]|$)|epoch\s*$|[+-]?infinity\s*$)' then
             return null;
         end if;
         return value::timestamptz;
@@ -82,18 +82,6 @@ begin
         return null;
     end $fn$;
 
-    -- the text's date when it matches `pattern` in full, its year, month and day in the numbered groups
-    create or replace function {{ schema }}.try_parse_date(
-        value text, pattern text, year_group integer, month_group integer, day_group integer
-    ) returns date
-    language plpgsql immutable strict parallel unsafe as $fn$
-    declare
-        parts text[] := regexp_match(value, pattern);
-    begin
-        return make_date(parts[year_group]::integer, parts[month_group]::integer, parts[day_group]::integer);
-    exception when data_exception then
-        return null;
-    end $fn$;
 end
 $platform$
 {% endmacro %}
