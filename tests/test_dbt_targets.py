@@ -187,9 +187,9 @@ LIST_MODELS = ("SELECT table_schema, table_name FROM information_schema.tables "
 def both_targets():
     """Raw tables of three delivered days in a DuckDB file and in PostgreSQL, built on each target: two days in a
     first build, the third incrementally in a second one, as daily runs do."""
-    folder = Path(tempfile.mkdtemp(prefix="platform-dbt-targets-"))
     # its own folder under /tmp, not pytest's: the server runs as the postgres user, who cannot enter root's folders
     server = start_postgres(Path(tempfile.mkdtemp(prefix="platform-pg-")), databases=("warehouse",))
+    folder = Path(tempfile.mkdtemp(prefix="platform-dbt-targets-"))
     try:
         _plan_as_for_large_tables(server.port)
         data_dir = folder / "data"
