@@ -52,9 +52,14 @@ $(REDIS_SERVER):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
 
-# dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here.
-$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
-	cd dbt_project && ../$(VENV)/bin/dbt parse --quiet --profiles-dir .
+# dagster-dbt reads the manifest; only `dagster dev` parses on its own, so everything else prepares it here, for the
+# deployment's dbt target (PLATFORM_TARGET; the stamp changes with it, so switching targets parses again).
+DBT_TARGET_STAMP := dbt_project/target/.platform_target
+$(DBT_TARGET_STAMP): FORCE
+	@mkdir -p $(@D); echo "$${PLATFORM_TARGET:-embedded}" | cmp -s - $@ || echo "$${PLATFORM_TARGET:-embedded}" > $@
+FORCE:
+$(MANIFEST): $(VENV)/.installed $(DBT_SOURCES) $(DBT_TARGET_STAMP)
+	$(PY) -m platform_assets.transformations.dbt_target parse --quiet
 
 instance: $(VENV)/.installed
 	$(PY) -m platform_assets.instance

@@ -9,14 +9,25 @@
 {% macro select_current_batch(source_relation, date_predicate) -%}
     select raw_rows.*
     from (select * from {{ source_relation }} where {{ date_predicate }}) as raw_rows
-    semi join (
-        select _data_date, arg_max(_batch_id, _ingested_at) as _batch_id
-        from {{ source_relation }}
-        where {{ date_predicate }}
-        group by _data_date
-    ) as current_batches
-        on raw_rows._data_date = current_batches._data_date
-        and raw_rows._batch_id is not distinct from current_batches._batch_id
+    where exists (
+        select 1
+        from (
+            -- the batches of each day, latest first (few rows: one per day and batch)
+            select
+                _data_date,
+                _batch_id,
+                row_number() over (
+                    partition by _data_date
+                    order by max(_ingested_at) desc nulls last, _batch_id desc nulls last
+                ) as recency
+            from {{ source_relation }}
+            where {{ date_predicate }}
+            group by _data_date, _batch_id
+        ) as current_batches
+        where current_batches.recency = 1
+            and raw_rows._data_date = current_batches._data_date
+            and {{ equal_or_both_null('raw_rows._batch_id', 'current_batches._batch_id') }}
+    )
 {%- endmacro %}
 
 

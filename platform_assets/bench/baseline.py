@@ -114,7 +114,7 @@ def score(connection: duckdb.DuckDBPyConnection, features: str, pipeline, first:
 def dbt_profile_settings() -> dict:
     """The engine settings of the platform's dbt profile (the memory limit comes from the environment)."""
     profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    settings = profiles["flight_platform"]["outputs"]["dev"]["settings"]
+    settings = profiles["flight_platform"]["outputs"]["embedded"]["settings"]
     return {name: value for name, value in settings.items() if name != "memory_limit"}
 
 

@@ -17,9 +17,13 @@ from platform_assets.metadata import column_schema, table_columns
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
+from platform_assets.transformations.dbt_target import dbt_target_env
 from platform_assets.transformations.publish import PUBLISHED_SCHEMA, publish_audited_marts
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# dagster-dbt passes this process's environment to every dbt it starts (the parse of `dagster dev` just below, the
+# builds): profiles.yml picks the deployment's target and, on `team`, its warehouse connection from it.
+os.environ.update(dbt_target_env(load_settings()))
 dbt_project.prepare_if_dev()
 
 
@@ -43,7 +47,8 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         layer = props.get("config", {}).get("meta", {}).get("layer") or props.get("meta", {}).get("layer")
         # Marts are read where they are published, not in the audit schema dbt writes them to.
         schema = PUBLISHED_SCHEMA if key.path[0] == PUBLISHED_SCHEMA else props["schema"]
-        return spec.replace_attributes(key=key, group_name=layer).merge_attributes(kinds={"duckdb"}, metadata={
+        # kinds: dagster-dbt's own, dbt and the manifest's adapter (duckdb or postgres, the deployment's target)
+        return spec.replace_attributes(key=key, group_name=layer).merge_attributes(metadata={
             "dagster/table_name": f"{schema}.{props['alias'] or props['name']}"
         })
 

@@ -49,8 +49,8 @@ booking_id_deliveries as (
         count(*) as versions_in_delivery,
         min(data_date) over (partition by booking_id) as first_data_date_in_run
     from {{ ref('stg_bookings__bookings') }}
-    semi join repeated_booking_ids using (booking_id)
-    where {{ in_run_range('data_date') }}
+    where booking_id in (select booking_id from repeated_booking_ids)
+        and {{ in_run_range('data_date') }}
         and not is_retry_duplicate
     group by booking_id, data_date
 
@@ -72,20 +72,23 @@ other_deliveries as (
 
     -- booking ids of this run that the table already holds for a data_date outside the run
     -- range: any earlier delivery, or a later one that was accepted as valid
-    select
-        booking_id,
-        coalesce(
-            min(data_date) filter (where data_date < {{ range_start() }}),
-            min(data_date) filter (where is_valid)
-        ) as other_data_date
-    from {{ this }}
-    where not ({{ in_run_range('data_date') }})
-        and booking_id in (select booking_id from run_booking_ids)
-        -- implied by the line above; lets DuckDB skip storage blocks by their min/max
-        and booking_id between (select min(booking_id) from run_booking_ids)
-            and (select max(booking_id) from run_booking_ids)
-    group by booking_id
-    having other_data_date is not null
+    select booking_id, other_data_date
+    from (
+        select
+            booking_id,
+            coalesce(
+                min(data_date) filter (where data_date < {{ range_start() }}),
+                min(data_date) filter (where is_valid)
+            ) as other_data_date
+        from {{ this }}
+        where not ({{ in_run_range('data_date') }})
+            and booking_id in (select booking_id from run_booking_ids)
+            -- implied by the line above; lets DuckDB skip storage blocks by their min/max
+            and booking_id between (select min(booking_id) from run_booking_ids)
+                and (select max(booking_id) from run_booking_ids)
+        group by booking_id
+    ) as earlier_or_valid
+    where other_data_date is not null
 
 ),
 {% endif %}
@@ -111,15 +114,15 @@ checked as (
         case
             when not staged.email like '%@%' then 'email has no @'
             when staged.email like '%@%@%' then 'email has more than one @'
-            when not regexp_full_match(staged.email,
-                '{{ source_contract_column('bookings', 'email', 'pattern')['pattern'] | replace("'", "''") }}')
+            when not {{ regexp_full_match('staged.email',
+                source_contract_column('bookings', 'email', 'pattern')['pattern']) }}
                 then 'email domain has no dot or the address contains spaces'
         end as email_problem,
 
         case
             when staged.phone_raw is not null and staged.phone_e164 is null then
                 case
-                    when regexp_matches(staged.phone_raw, '[A-Za-z]') then 'phone contains letters'
+                    when {{ regexp_contains('staged.phone_raw', '[A-Za-z]') }} then 'phone contains letters'
                     else 'phone has ' || length(regexp_replace(staged.phone_raw, '[^0-9]', '', 'g'))
                         || ' digits, expected 10 (or 11 starting with country code 1)'
                 end
@@ -172,16 +175,16 @@ ruled as (
             when phone_problem is not null then phone_problem
             when flight_id is null then
                 'no flight ' || coalesce(carrier, '?') || ' ' || coalesce(flight_number_raw, '?')
-                || ' from ' || coalesce(origin, '?') || ' on ' || strftime(flight_date, '%Y-%m-%d')
+                || ' from ' || coalesce(origin, '?') || ' on ' || {{ format_date('flight_date', '%Y-%m-%d') }}
             when versions_in_delivery > 1 then
                 'booking_id delivered ' || versions_in_delivery
                 || ' times with different content in the same file'
             when first_data_date_in_run < data_date then
                 'booking_id already delivered for data_date '
-                || strftime(first_data_date_in_run, '%Y-%m-%d')
+                || {{ format_date('first_data_date_in_run', '%Y-%m-%d') }}
             when other_delivery_data_date is not null then
                 'booking_id already delivered for data_date '
-                || strftime(other_delivery_data_date, '%Y-%m-%d')
+                || {{ format_date('other_delivery_data_date', '%Y-%m-%d') }}
         end as rejection_reason
 
     from checked

@@ -25,8 +25,8 @@ weather as (
         humidity_pct, pressure_mb
     from {{ ref('stg_weather__observations') }}
     -- a flight's scheduled UTC hour lies at most a day after its local flight date
-    where observed_at_utc >= {{ range_start() }} - interval 1 day
-        and observed_at_utc < {{ range_end() }} + interval 2 day
+    where observed_at_utc >= {{ dbt.dateadd('day', -1, range_start()) }}
+        and observed_at_utc < {{ dbt.dateadd('day', 2, range_end()) }}
 
 ),
 
@@ -35,7 +35,7 @@ route_daily as (
     -- read the window before the run range too, so a one-day run still sees its trailing days
     select *
     from {{ ref('int_route_daily_delays') }}
-    where flight_date between {{ range_start() }} - interval {{ window_days }} day
+    where flight_date between {{ dbt.dateadd('day', -window_days, range_start()) }}
         and {{ range_end() }}
 
 ),
@@ -44,7 +44,7 @@ carrier_daily as (
 
     select *
     from {{ ref('int_carrier_daily_delays') }}
-    where flight_date between {{ range_start() }} - interval {{ window_days }} day
+    where flight_date between {{ dbt.dateadd('day', -window_days, range_start()) }}
         and {{ range_end() }}
 
 ),
@@ -64,7 +64,7 @@ route_trailing as (
     window prior_days as (
         partition by origin, dest
         order by flight_date
-        range between interval {{ window_days }} day preceding and interval 1 day preceding
+        range between interval '{{ window_days }} days' preceding and interval '1 day' preceding
     )
 
 ),
@@ -83,7 +83,7 @@ carrier_trailing as (
     window prior_days as (
         partition by carrier
         order by flight_date
-        range between interval {{ window_days }} day preceding and interval 1 day preceding
+        range between interval '{{ window_days }} days' preceding and interval '1 day' preceding
     )
 
 )
@@ -96,10 +96,10 @@ select
     flights.origin,
     flights.dest,
     flights.sched_dep_hour,
-    cast(isodow(flights.flight_date) as integer) as day_of_week,
-    cast(month(flights.flight_date) as integer) as month,
+    cast(extract(isodow from flights.flight_date) as integer) as day_of_week,
+    cast(extract(month from flights.flight_date) as integer) as month,
     flights.distance,
-    cast(year(flights.flight_date) - flights.plane_year_built as integer) as plane_age_years,
+    cast(extract(year from flights.flight_date) - flights.plane_year_built as integer) as plane_age_years,
     flights.plane_seats,
     flights.has_known_plane,
 
@@ -113,12 +113,12 @@ select
     cast(coalesce(route_trailing.trailing_flights, 0) as integer) as route_trailing_flights,
     route_trailing.trailing_sum_arr_delay
         / nullif(route_trailing.trailing_arrived, 0) as route_trailing_mean_arr_delay,
-    route_trailing.trailing_delayed_15
+    cast(route_trailing.trailing_delayed_15 as double precision)
         / nullif(route_trailing.trailing_arrived, 0) as route_trailing_delayed_share,
     cast(coalesce(carrier_trailing.trailing_flights, 0) as integer) as carrier_trailing_flights,
     carrier_trailing.trailing_sum_arr_delay
         / nullif(carrier_trailing.trailing_arrived, 0) as carrier_trailing_mean_arr_delay,
-    carrier_trailing.trailing_delayed_15
+    cast(carrier_trailing.trailing_delayed_15 as double precision)
         / nullif(carrier_trailing.trailing_arrived, 0) as carrier_trailing_delayed_share,
 
     flights.arr_delay,

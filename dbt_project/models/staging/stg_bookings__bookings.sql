@@ -36,19 +36,29 @@ repeated_booking_ids as (
 retry_copies as (
 
     -- the 2nd and later copies of a row whose delivered columns are all equal
-    select source._data_date, source._source_file, source._row_number
-    from source
-    semi join repeated_booking_ids
-        on source._data_date = repeated_booking_ids._data_date
-        and source.booking_id is not distinct from repeated_booking_ids.booking_id
-    qualify row_number() over (
-        partition by
+    select _data_date, _source_file, _row_number
+    from (
+        select
             source._data_date,
-            {%- for column in delivered_columns %}
-            source.{{ column }}{{ ',' if not loop.last }}
-            {%- endfor %}
-        order by source._source_file, source._row_number
-    ) > 1
+            source._source_file,
+            source._row_number,
+            row_number() over (
+                partition by
+                    source._data_date,
+                    {%- for column in delivered_columns %}
+                    source.{{ column }}{{ ',' if not loop.last }}
+                    {%- endfor %}
+                order by source._source_file, source._row_number
+            ) as copy_number
+        from source
+        where exists (
+            select 1
+            from repeated_booking_ids
+            where source._data_date = repeated_booking_ids._data_date
+                and {{ equal_or_both_null('source.booking_id', 'repeated_booking_ids.booking_id') }}
+        )
+    ) as copies
+    where copy_number > 1
 
 ),
 
@@ -72,17 +82,17 @@ prepared as (
 
 select
     nullif(trim(booking_id), '') as booking_id,
-    try_strptime(trim(booked_on), '%Y-%m-%d')::date as booked_on,
+    {{ try_strptime_date('trim(booked_on)', '%Y-%m-%d') }} as booked_on,
     -- documented source defect: YYYY-MM-DD until 2013-06-30, MM-DD-YYYY from 2013-07-01
     case
-        when regexp_full_match(flight_date_trimmed, '\d{4}-\d{1,2}-\d{1,2}')
-            then try_strptime(flight_date_trimmed, '%Y-%m-%d')::date
-        when regexp_full_match(flight_date_trimmed, '\d{1,2}-\d{1,2}-\d{4}')
-            then try_strptime(flight_date_trimmed, '%m-%d-%Y')::date
+        when {{ regexp_full_match('flight_date_trimmed', '\d{4}-\d{1,2}-\d{1,2}') }}
+            then {{ try_strptime_date('flight_date_trimmed', '%Y-%m-%d') }}
+        when {{ regexp_full_match('flight_date_trimmed', '\d{1,2}-\d{1,2}-\d{4}') }}
+            then {{ try_strptime_date('flight_date_trimmed', '%m-%d-%Y') }}
     end as flight_date,
     flight_date as flight_date_raw,
     nullif(upper(trim(carrier)), '') as carrier,
-    try_cast(trim(flight_number) as integer) as flight_number,
+    {{ try_cast('trim(flight_number)', 'integer') }} as flight_number,
     flight_number as flight_number_raw,
     nullif(upper(trim(origin)), '') as origin,
     nullif(upper(trim(dest)), '') as dest,
@@ -91,14 +101,14 @@ select
     email as email_raw,
     -- North American number: 10 digits, or 11 starting with country code 1; else NULL
     case
-        when regexp_full_match(phone_digits, '[0-9]{10}') then '+1' || phone_digits
-        when regexp_full_match(phone_digits, '1[0-9]{10}') then '+' || phone_digits
+        when {{ regexp_full_match('phone_digits', '[0-9]{10}') }} then '+1' || phone_digits
+        when {{ regexp_full_match('phone_digits', '1[0-9]{10}') }} then '+' || phone_digits
     end as phone_e164,
     phone as phone_raw,
-    try_strptime(trim(date_of_birth), '%Y-%m-%d')::date as date_of_birth,
+    {{ try_strptime_date('trim(date_of_birth)', '%Y-%m-%d') }} as date_of_birth,
     nullif(trim(loyalty_number), '') as loyalty_number,
     nullif(lower(trim(fare_class)), '') as fare_class,
-    try_cast(trim(fare_usd) as double) as fare_usd,
+    {{ try_cast('trim(fare_usd)', 'double precision') }} as fare_usd,
     is_retry_duplicate,
     _data_date as data_date,
     _source_file,

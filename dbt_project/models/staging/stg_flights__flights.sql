@@ -17,29 +17,29 @@ source as (
 typed as (
 
     select
-        try(make_date(
-            try_cast(year as integer),
-            try_cast(month as integer),
-            try_cast(day as integer)
-        )) as flight_date,
+        {{ try_make_date(
+            try_cast('year', 'integer'),
+            try_cast('month', 'integer'),
+            try_cast('day', 'integer'),
+        ) }} as flight_date,
         _data_date as data_date,
         upper(trim(carrier)) as carrier,
-        try_cast(flight as integer) as flight_number,
+        {{ try_cast('flight', 'integer') }} as flight_number,
         nullif(upper(trim(tailnum)), '') as tailnum,
         upper(trim(origin)) as origin,
         upper(trim(dest)) as dest,
-        try_cast(sched_dep_time as integer) as sched_dep_time,
-        try_cast(sched_arr_time as integer) as sched_arr_time,
-        try_cast(dep_time as integer) as dep_time,
-        try_cast(arr_time as integer) as arr_time,
-        try_cast(dep_delay as double) as dep_delay,
-        try_cast(arr_delay as double) as arr_delay,
-        try_cast(air_time as double) as air_time,
-        try_cast(distance as double) as distance,
-        try_cast(hour as integer) as sched_dep_hour,
-        try_cast(minute as integer) as sched_dep_minute,
+        {{ try_cast('sched_dep_time', 'integer') }} as sched_dep_time,
+        {{ try_cast('sched_arr_time', 'integer') }} as sched_arr_time,
+        {{ try_cast('dep_time', 'integer') }} as dep_time,
+        {{ try_cast('arr_time', 'integer') }} as arr_time,
+        {{ try_cast('dep_delay', 'double precision') }} as dep_delay,
+        {{ try_cast('arr_delay', 'double precision') }} as arr_delay,
+        {{ try_cast('air_time', 'double precision') }} as air_time,
+        {{ try_cast('distance', 'double precision') }} as distance,
+        {{ try_cast('hour', 'integer') }} as sched_dep_hour,
+        {{ try_cast('minute', 'integer') }} as sched_dep_minute,
         -- time_hour is an ISO instant ('2013-01-01T10:00:00Z'); stored as a plain TIMESTAMP in UTC
-        try_cast(time_hour as timestamptz) at time zone 'UTC' as scheduled_departure_hour_utc,
+        {{ try_cast('time_hour', 'timestamptz') }} at time zone 'UTC' as scheduled_departure_hour_utc,
         _source_file,
         _batch_id,
         _row_number
@@ -49,7 +49,7 @@ typed as (
 )
 
 select
-    strftime(flight_date, '%Y%m%d')
+    {{ format_date('flight_date', '%Y%m%d') }}
         || '_' || carrier
         || '_' || flight_number
         || '_' || origin as flight_id,

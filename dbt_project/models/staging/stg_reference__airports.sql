@@ -9,8 +9,8 @@ source as (
 select
     upper(trim(faa)) as faa,
     name as airport_name,
-    cast(lat as double) as latitude,
-    cast(lon as double) as longitude,
+    cast(lat as double precision) as latitude,
+    cast(lon as double precision) as longitude,
     cast(alt as integer) as altitude_ft,
     cast(tz as integer) as utc_offset_hours,
     dst as dst_rule,

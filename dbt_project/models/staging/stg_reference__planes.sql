@@ -14,7 +14,7 @@ select
     model,
     cast(engines as integer) as engines,
     cast(seats as integer) as seats,
-    cast(speed as double) as speed,
+    cast(speed as double precision) as speed,
     engine as engine_type,
     _data_date as snapshot_date,
     _source_file,

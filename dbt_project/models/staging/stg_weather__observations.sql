@@ -20,22 +20,22 @@ typed as (
 
     select
         upper(trim(origin)) as origin,
-        try_cast(time_hour as timestamptz) at time zone 'UTC' as observed_at_utc,
-        try(make_date(
-            try_cast(year as integer),
-            try_cast(month as integer),
-            try_cast(day as integer)
-        )) as obs_date,
-        try_cast(hour as integer) as obs_hour,
-        try_cast(temp as double) as temp_f,
-        try_cast(dewp as double) as dewpoint_f,
-        try_cast(humid as double) as humidity_pct,
-        try_cast(wind_dir as double) as wind_dir_deg,
-        try_cast(wind_speed as double) as wind_speed_raw_mph,
-        try_cast(wind_gust as double) as wind_gust_mph,
-        try_cast(precip as double) as precip_in,
-        try_cast(pressure as double) as pressure_mb,
-        try_cast(visib as double) as visibility_mi,
+        {{ try_cast('time_hour', 'timestamptz') }} at time zone 'UTC' as observed_at_utc,
+        {{ try_make_date(
+            try_cast('year', 'integer'),
+            try_cast('month', 'integer'),
+            try_cast('day', 'integer'),
+        ) }} as obs_date,
+        {{ try_cast('hour', 'integer') }} as obs_hour,
+        {{ try_cast('temp', 'double precision') }} as temp_f,
+        {{ try_cast('dewp', 'double precision') }} as dewpoint_f,
+        {{ try_cast('humid', 'double precision') }} as humidity_pct,
+        {{ try_cast('wind_dir', 'double precision') }} as wind_dir_deg,
+        {{ try_cast('wind_speed', 'double precision') }} as wind_speed_raw_mph,
+        {{ try_cast('wind_gust', 'double precision') }} as wind_gust_mph,
+        {{ try_cast('precip', 'double precision') }} as precip_in,
+        {{ try_cast('pressure', 'double precision') }} as pressure_mb,
+        {{ try_cast('visib', 'double precision') }} as visibility_mi,
         _data_date as data_date,
         _source_file,
         _batch_id,
@@ -49,11 +49,16 @@ deduplicated as (
 
     -- one observation per airport and UTC hour: keep the first delivered row
     select *
-    from typed
-    qualify row_number() over (
-        partition by origin, observed_at_utc
-        order by data_date, _row_number
-    ) = 1
+    from (
+        select
+            *,
+            row_number() over (
+                partition by origin, observed_at_utc
+                order by data_date, _row_number
+            ) as delivered_order
+        from typed
+    ) as ordered
+    where delivered_order = 1
 
 )
 
