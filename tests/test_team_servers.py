@@ -89,6 +89,11 @@ def test_team_up_reuses_what_runs_and_writes_private_settings(team):
         assert {"warehouse", "dagster", "mlflow"} <= {row[0] for row in cursor.fetchall()}
         cursor.execute("SHOW listen_addresses")
         assert cursor.fetchone()[0] == "127.0.0.1"
+        cursor.execute("CREATE ROLE someone LOGIN PASSWORD 'a-password'")  # a login like governance apply's
+    for private in ("dagster", "mlflow"):  # the platform's own stores take no other login
+        with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
+            psycopg2.connect(host="127.0.0.1", port=team.postgres.port, user="someone", password="a-password",
+                             dbname=private)
 
 
 def test_mlflow_keeps_runs_and_the_registry_in_postgres(team):

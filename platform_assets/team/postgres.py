@@ -64,12 +64,14 @@ def _password(folder: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, ...] = ()) -> PostgresServer:
+def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, ...] = (),
+                   private: tuple[str, ...] = ()) -> PostgresServer:
     """Initialise a cluster in `folder` if it has none, start it on 127.0.0.1:`port` (a free one by default), create
     the `databases` that do not exist yet. Every connection needs a password (scram-sha-256), the superuser's too: a
     random one, kept in `folder`/superuser.password (mode 600) and in the URLs the settings carry; the cluster
     listens on 127.0.0.1 only. Logins the catalog creates get their own (governance apply, governance password).
-    Connections and disconnections are logged to server.log with the user and database of each line (governance
+    `private` databases (Dagster's, MLflow's) take no connection but the superuser's (governance apply grants the
+    warehouse's). Connections and disconnections are logged to server.log with the user and database of each line (governance
     apply adds every statement of the governed logins)."""
     if not (PG_BIN / "initdb").exists():
         raise ServerError(f"PostgreSQL server binaries not found in {PG_BIN} (PLATFORM_PG_BIN)")
@@ -101,6 +103,8 @@ def start_postgres(folder: Path, port: int | None = None, databases: tuple[str, 
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
                 if not cursor.fetchone():
                     cursor.execute(f'CREATE DATABASE "{name}"')
+            for name in private:  # the platform's own stores: no login but their owner's connects (PostgreSQL's
+                cursor.execute(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC')  # default lets all)
         connection.close()
     return server
 

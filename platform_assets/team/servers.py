@@ -16,6 +16,7 @@ from platform_assets.team.redis import RedisServer, running_redis, start_redis, 
 from platform_assets.team.workers import Worker, start_workers, stop_workers, workers, write_celery_config
 
 DATABASES = ("warehouse", "dagster", "mlflow")
+PRIVATE_DATABASES = ("dagster", "mlflow")  # the instance's and MLflow's: no consumer login connects to them
 WORKER_COUNT = 2
 ENV_HEADER = """\
 # The team target's settings for the servers `make team-up` started on this machine (platform_assets.team);
@@ -93,7 +94,8 @@ def up(data_dir: Path, worker_count: int = WORKER_COUNT) -> TeamServers:
     if postgres is None:
         initialised = (folder / "postgres" / "cluster" / "PG_VERSION").exists()
         postgres = timed("postgres start" if initialised else "postgres initdb + start + databases",
-                         lambda: start_postgres(folder / "postgres", databases=DATABASES))
+                         lambda: start_postgres(folder / "postgres", databases=DATABASES,
+                                                private=PRIVATE_DATABASES))
     redis = running_redis(folder / "redis") or timed("redis start", lambda: start_redis(folder / "redis"))
     servers = TeamServers(data_dir, postgres, redis, workers(folder / "workers", worker_count), seconds)
     settings = servers.settings()
