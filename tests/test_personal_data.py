@@ -32,6 +32,9 @@ BLOCKED_DAY = dt.date(2013, 1, 8)  # dates of birth that are not dates: the bloc
 SNIFFED_LINES = 20_480  # DuckDB's CSV sniffer reads this many lines; a bad line after them is quoted
 SCALE = 0.05  # bookings per flight x 8: a few hundred a day, plenty of every defect at these rates
 SHORTEST = 6  # normalised forms shorter than this would match unrelated text and are not searched for
+# A phone's digits alone are searched for only when they are a whole number (10 digits and more): a 7-digit local
+# number matched the fraction of a timestamp in dbt's manifest ("1795813802.5556712"); its written form still is.
+SHORTEST_DIGITS = 10
 GOVERNED_STORES = ("warehouse", "landing")  # where raw personal data lives by design; not scanned
 
 
@@ -208,7 +211,7 @@ def personal_values(landing: Path) -> tuple[dict[tuple[str, ...], str], list[str
                             forms.add(re.sub(r"\D", "", value))
                         for form in forms:
                             tokens = tuple(_tokens(form))
-                            if len("".join(tokens)) < SHORTEST:
+                            if len("".join(tokens)) < (SHORTEST_DIGITS if form.isdigit() else SHORTEST):
                                 short.append(f"{column}={form!r}")
                             else:
                                 searched[tokens] = f"{name}.{column}"
