@@ -120,6 +120,10 @@ class PostgresWarehouseResource(dg.ConfigurableResource):
 
     url: str
     memory_limit: str | None = None
+    lock_wait_seconds: float = 0.0  # the server takes concurrent writers: nothing to wait for
+
+    def wait_until_free(self) -> None:
+        """Nothing holds a PostgreSQL warehouse the way a process holds a DuckDB file."""
 
     @contextmanager
     def open(self) -> Iterator[Warehouse]:

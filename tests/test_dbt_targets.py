@@ -221,7 +221,7 @@ def both_targets():
                 functions = cursor.fetchone()[0]
         print("dbt build seconds:", {f"{name} build {build}": round(s, 1) for (name, build), s in seconds.items()})
         yield {"results": results, "embedded": embedded, "team": team, "planted": planted, "functions": functions,
-               "server": server, "hook": hook}
+               "server": server, "hook": hook, "warehouse": warehouse}
     finally:
         stop_postgres(server)
         shutil.rmtree(server.folder, ignore_errors=True)
@@ -347,3 +347,34 @@ def test_runs_starting_at_once_create_the_functions_without_colliding(both_targe
     for run in runs:
         run.join()
     assert errors == []
+
+
+def test_the_audited_marts_are_published_and_described_alike_on_both_targets(both_targets):
+    """The dbt step's publish (marts_audit -> marts, the run's range, one transaction) and the metadata it reports,
+    through the warehouse interface: the same rows on both; publishing the same range again changes nothing."""
+    from platform_assets.warehouse.duckdb_file import DuckDBWarehouse
+    from platform_assets.warehouse.postgres import PostgresWarehouse
+
+    marts = ["flights", "bookings", "bookings_quarantine", "flight_features"]
+    first, last = FIRST_BUILD[0], SECOND_BUILD[1]
+    with duckdb.connect(str(both_targets["warehouse"])) as connection:
+        embedded = DuckDBWarehouse(connection)
+        embedded_versions = embedded.publish_marts(marts, first, last)
+        embedded_tables = {table: embedded.describe("marts", table, first, last) for table in marts}
+    team = PostgresWarehouse(both_targets["server"].url("warehouse"))
+    try:
+        team_versions = team.publish_marts(marts, first, last)
+        assert team.publish_marts(marts, first, last) == team_versions
+        team_tables = {table: team.describe("marts", table, first, last) for table in marts}
+        one_day = team.publish_marts(["flights"], SECOND_BUILD[0], SECOND_BUILD[1])  # a daily run's range
+        assert team.describe("marts", "flights", first, last).rows == team_tables["flights"].rows
+        day_rows = team.describe("marts", "flights", SECOND_BUILD[0], SECOND_BUILD[1]).rows_in_range
+    finally:
+        team.close()
+    assert {t: (d.rows, d.rows_in_range) for t, d in team_tables.items()} == {
+        t: (d.rows, d.rows_in_range) for t, d in embedded_tables.items()}
+    assert all(d.rows > 0 and d.rows_in_range == d.rows for d in team_tables.values())
+    assert {t: list(d.columns) for t, d in team_tables.items()} == {t: list(d.columns) for t, d in
+                                                                      embedded_tables.items()}
+    assert team_versions == embedded_versions  # the same content, the same fingerprint, on either warehouse
+    assert 0 < day_rows < team_tables["flights"].rows and one_day["flights"].split("-")[0] == str(day_rows)

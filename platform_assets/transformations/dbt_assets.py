@@ -13,12 +13,12 @@ from dagster_dbt.asset_utils import default_description_fn
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from platform_assets.lineage import emit_dbt_lineage
-from platform_assets.metadata import column_schema, table_columns
+from platform_assets.metadata import column_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
 from platform_assets.transformations.dbt_target import dbt_target_env
-from platform_assets.transformations.publish import PUBLISHED_SCHEMA, publish_audited_marts
+from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # dagster-dbt passes this process's environment to every dbt it starts (the parse of `dagster dev` just below, the
@@ -143,8 +143,8 @@ def _publish_and_describe(
     row counts and column types to each materialization. Unpublished marts are not reported as materialized."""
     keys = [_output_key(context, event) for event in events]
     built_marts = [key.path[1] for key in keys if key and key.path[0] == PUBLISHED_SCHEMA]
-    with warehouse.connect() as connection:
-        versions = publish_audited_marts(connection, built_marts, first_day, last_day) if audit_passed else {}
+    with warehouse.open() as store:  # the deployment's warehouse (platform_assets/warehouse)
+        versions = store.publish_marts(built_marts, first_day, last_day) if audit_passed else {}
         if built_marts and not audit_passed:
             context.log.error(f"audit failed: {', '.join(built_marts)} not published; the previous versions stay")
         for event, key in zip(events, keys, strict=True):
@@ -152,16 +152,12 @@ def _publish_and_describe(
                 continue
             if key is not None:
                 schema, table = key.path
-                columns = table_columns(connection, schema, table)
-                rows = connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
+                described = store.describe(schema, table, first_day, last_day)
                 declared = _declared_columns(context, key)
-                metadata = {"dagster/row_count": rows, "dagster/column_schema": column_schema(
-                    columns, {c.name: c.description for c in declared}, {c.name: c.tags for c in declared})}
-                if "data_date" in columns:
-                    metadata["rows_in_run_range"] = connection.execute(
-                        f'SELECT count(*) FROM "{schema}"."{table}" WHERE data_date BETWEEN $first AND $last',
-                        {"first": first_day, "last": last_day},
-                    ).fetchall()[0][0]
+                metadata = {"dagster/row_count": described.rows, "dagster/column_schema": column_schema(
+                    described.columns, {c.name: c.description for c in declared}, {c.name: c.tags for c in declared})}
+                if described.rows_in_range is not None:
+                    metadata["rows_in_run_range"] = described.rows_in_range
                 if table in versions:
                     metadata["published_version"] = versions[table]
                 event = event.with_metadata({**event.metadata, **metadata})

@@ -1,6 +1,7 @@
-"""What raw ingestion needs of a warehouse, whatever it is: a place to stage and audit a batch of days of
+"""What the platform's steps need of a warehouse, whatever it is. Raw ingestion: a place to stage and audit a batch of days of
 raw.<source> (always a DuckDB connection: DuckDB reads the landing files and runs the contract's SQL), the published
-rows the audit compares the batch with, and publishing the batch in one transaction."""
+rows the audit compares the batch with, and publishing the batch in one transaction. The dbt step: publishing the
+audited marts dbt built (transformations/publish.py) and describing each table it built."""
 
 from __future__ import annotations
 
@@ -81,6 +82,16 @@ def nothing_to_publish() -> None:
     raise RuntimeError("a review of published rows has nothing to publish")
 
 
+@dataclass(frozen=True)
+class TableDescription:
+    """What a materialization reports of a table: its columns and types (as the warehouse names them), its rows,
+    and its rows in the run's range when it has a data_date."""
+
+    columns: dict[str, str]
+    rows: int
+    rows_in_range: int | None
+
+
 class Warehouse(ABC):
     """Where raw.<source> tables are published: one implementation per target, chosen once from the settings
     (resources.build_resources). Ingestion (sources/ingest.py) writes and reads raw tables only through it."""
@@ -110,3 +121,11 @@ class Warehouse(ABC):
         """The published version of `days` of raw.<source>: a fingerprint of its contract columns and dates
         (metadata.table_version), the same for the same content on every target."""
 
+    @abstractmethod
+    def publish_marts(self, tables: list[str], first_day: dt.date, last_day: dt.date) -> dict[str, str]:
+        """Replace [first_day, last_day] of each published mart with its audited rows, all or nothing (a mart whose
+        columns changed, or without data_date, is republished whole); the published version of each."""
+
+    @abstractmethod
+    def describe(self, schema: str, table: str, first_day: dt.date, last_day: dt.date) -> TableDescription:
+        """The table's columns, rows and rows in [first_day, last_day]."""

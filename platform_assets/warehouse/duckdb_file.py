@@ -11,10 +11,10 @@ from contextlib import contextmanager
 
 import duckdb
 
-from platform_assets.metadata import table_version
+from platform_assets.metadata import table_columns, table_version
 from platform_assets.sources.definitions import SourceDefinition
 from platform_assets.warehouse.base import (
-    PublishedRows, RawBatch, Warehouse, days_predicate, nothing_to_publish, version_columns,
+    PublishedRows, TableDescription, RawBatch, Warehouse, days_predicate, nothing_to_publish, version_columns,
 )
 
 
@@ -114,3 +114,17 @@ class DuckDBWarehouse(Warehouse):
 
     def version(self, source: SourceDefinition, days: Sequence[dt.date]) -> str:
         return table_version(self.connection, f"raw.{source.name}", days_predicate(days), version_columns(source))
+
+    def publish_marts(self, tables: list[str], first_day: dt.date, last_day: dt.date) -> dict[str, str]:
+        from platform_assets.transformations.publish import publish_audited_marts  # noqa: PLC0415
+
+        return publish_audited_marts(self.connection, tables, first_day, last_day)
+
+    def describe(self, schema: str, table: str, first_day: dt.date, last_day: dt.date) -> TableDescription:
+        columns = table_columns(self.connection, schema, table)
+        relation = f'"{schema}"."{table}"'
+        rows = self.connection.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+        in_range = self.connection.execute(
+            f"SELECT count(*) FROM {relation} WHERE data_date BETWEEN $first AND $last",
+            {"first": first_day, "last": last_day}).fetchall()[0][0] if "data_date" in columns else None
+        return TableDescription(columns, rows, in_range)
