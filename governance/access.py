@@ -31,7 +31,7 @@ import duckdb
 
 from governance.audit import AuditUnavailable, append_audit_record
 from governance.catalog import Catalog, CatalogError, Limits, load_catalog
-from governance.identity import IdentityError, Principal, authenticate, catalog_digest
+from governance.identity import IdentityError, Principal, authenticate
 from governance.paths import governance_dir, warehouse_path
 from governance.policy import DatasetDecision, decide, masking_sql
 
@@ -419,7 +419,7 @@ def governed_query(sql: str, *, token: str | None, data_dir: Path | None = None)
     record = _record(sql)
     try:
         catalog = load_catalog()
-        record["catalog"] = catalog_digest(catalog)
+        record["catalog"] = catalog.digest
         principal, token_id = authenticate(catalog, token, data_dir)
     except BaseException as error:
         decision, reason = _outcome(error)
@@ -440,7 +440,7 @@ def query_as(catalog: Catalog, principal: Principal, sql: str, *, data_dir: Path
     started = time.perf_counter()
     watchdog = None
     try:
-        record["catalog"] = record["catalog"] or catalog_digest(catalog)
+        record["catalog"] = record["catalog"] or catalog.digest
         _check_request(role, sql)
         _check_attributes(attributes)
         record["attributes"] = attributes

@@ -13,6 +13,7 @@ This package never imports Dagster; platform_assets reads it to put owners and t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from functools import cache
 from pathlib import Path
@@ -273,6 +274,7 @@ class Catalog(BaseModel):
     consumers: dict[str, Consumer]
     access: AccessPolicy
     approvals: list[Approval]
+    digest: str = ""  # sha256 of the YAML files as loaded: the policy in effect, recorded with every governed read
 
     def dataset_key(self, name: str) -> str:
         """The catalog key of a dataset named by asset key ('marts/flights'), relation ('marts.flights') or
@@ -337,6 +339,13 @@ def _parse_one(file: str, entry, model: type[BaseModel], where: str):
         raise CatalogError(f"{file}: {where}: {_problems(error)}") from None
 
 
+def _digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(directory.glob("*.yml")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
 @cache
 def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
     directory = Path(directory)
@@ -354,6 +363,7 @@ def load_catalog(directory: Path = CATALOG_DIR) -> Catalog:
         raise CatalogError(f"access.yml: {_problems(error)}") from None
     catalog = Catalog(
         directory=directory,
+        digest=_digest(directory),
         teams=_parse("teams.yml", _read(directory / "teams.yml"), Team),
         taxonomy=_parse_one("taxonomy.yml", _read(directory / "taxonomy.yml"), Taxonomy, "taxonomy"),
         datasets=_parse("datasets.yml", _read(directory / "datasets.yml"), Dataset),

@@ -60,14 +60,6 @@ def principals(catalog: Catalog) -> dict[str, Principal]:
     return found
 
 
-def catalog_digest(catalog: Catalog) -> str:
-    """The content digest of the catalog's YAML files, recorded with every governed read."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(catalog.directory).glob("*.yml")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return "sha256:" + digest.hexdigest()
-
-
 # --- the token store -------------------------------------------------------------------------------------------
 
 def tokens_path(data_dir: Path | None = None) -> Path:

@@ -21,18 +21,11 @@ import redis
 from platform_assets.instance import prepare_instance
 from platform_assets.settings import REPO_ROOT, TEAM_VARIABLES, load_settings
 from platform_assets.team.servers import down, status, team_env_file, up
+from test_operations import FAST_QUEUE  # the queue every second, as there
 
 BIN = Path(sys.executable).parent
 JOB_FILE = REPO_ROOT / "tests" / "team_job.py"
 TIMEOUT_SECONDS = 60
-# The queue looks for runs to start every 5 s by default; every second here.
-FAST_QUEUE = """\
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-"""
 
 
 def read_env_file(path: Path) -> dict[str, str]:

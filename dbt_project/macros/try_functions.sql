@@ -24,35 +24,22 @@ begin
     perform pg_advisory_xact_lock(hashtext('flight_platform.create_try_functions'));
     create schema if not exists {{ schema }};
 
-    create or replace function {{ schema }}.try_cast_integer(value text) returns integer
+    {%- for type in ["integer", "bigint"] %}
+    create or replace function {{ schema }}.try_cast_{{ type }}(value text) returns {{ type }}
     language plpgsql immutable strict parallel unsafe as $fn$
     declare
         number numeric;
     begin
         number := value::numeric;
-        -- no integer for these (PostgreSQL raises feature_not_supported, not a data exception)
+        -- no {{ type }} for these (PostgreSQL raises feature_not_supported, not a data exception)
         if number in ('NaN', 'Infinity', '-Infinity') then
             return null;
         end if;
-        return round(number)::integer;
+        return round(number)::{{ type }};
     exception when data_exception then
         return null;
     end $fn$;
-
-    create or replace function {{ schema }}.try_cast_bigint(value text) returns bigint
-    language plpgsql immutable strict parallel unsafe as $fn$
-    declare
-        number numeric;
-    begin
-        number := value::numeric;
-        -- no bigint for these (PostgreSQL raises feature_not_supported, not a data exception)
-        if number in ('NaN', 'Infinity', '-Infinity') then
-            return null;
-        end if;
-        return round(number)::bigint;
-    exception when data_exception then
-        return null;
-    end $fn$;
+    {% endfor %}
 
     create or replace function {{ schema }}.try_cast_double(value text) returns double precision
     language plpgsql immutable strict parallel unsafe as $fn$
