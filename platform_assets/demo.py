@@ -33,19 +33,15 @@ def deliver(settings: Settings, first_day: dt.date, last_day: dt.date) -> None:
 
 
 def layer_row_counts(settings: Settings) -> dict[str, dict[str, int]]:
-    import duckdb  # noqa: PLC0415
+    from platform_assets.resources import build_resources  # noqa: PLC0415
 
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
-        tables = connection.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
-        ).fetchall()
-        return {
-            schema: {
-                table: connection.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchall()[0][0]
-                for table_schema, table in tables if table_schema == schema
-            }
-            for schema in LAYER_SCHEMAS
-        }
+    with build_resources(settings)["warehouse"].open(read_only=True) as store:
+        tables = store.read("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN "
+                            f"({', '.join(repr(schema) for schema in LAYER_SCHEMAS)}) ORDER BY 1, 2")
+        counts = {schema: {} for schema in LAYER_SCHEMAS}
+        for schema, table in tables.itertuples(index=False):
+            counts[schema][table] = int(store.read(f'SELECT count(*) AS n FROM "{schema}"."{table}"')["n"][0])
+        return counts
 
 
 def check_results(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[str]]:

@@ -103,14 +103,10 @@ class WarehouseResource(dg.ConfigurableResource):
             pass
 
     @contextmanager
-    def open(self) -> Iterator[Warehouse]:
-        """The warehouse behind the interface raw ingestion uses (platform_assets/warehouse)."""
-        with self.connect() as connection:
+    def open(self, read_only: bool = False) -> Iterator[Warehouse]:
+        """The warehouse behind the interface every step uses (platform_assets/warehouse)."""
+        with self.connect(read_only) as connection:
             yield DuckDBWarehouse(connection)
-
-
-class WarehouseNotOnThisTarget(RuntimeError):
-    """A step asked the PostgreSQL warehouse for a DuckDB connection."""
 
 
 class PostgresWarehouseResource(dg.ConfigurableResource):
@@ -126,18 +122,12 @@ class PostgresWarehouseResource(dg.ConfigurableResource):
         """Nothing holds a PostgreSQL warehouse the way a process holds a DuckDB file."""
 
     @contextmanager
-    def open(self) -> Iterator[Warehouse]:
+    def open(self, read_only: bool = False) -> Iterator[Warehouse]:
         warehouse = PostgresWarehouse(self.url, self.memory_limit)
         try:
             yield warehouse
         finally:
             warehouse.close()
-
-    def connect(self, read_only: bool = False):
-        # Fails closed: a step that reads or writes a DuckDB file here would silently leave the team's warehouse.
-        raise WarehouseNotOnThisTarget(
-            "the warehouse is PostgreSQL (PLATFORM_TARGET=team): this step reads a DuckDB warehouse connection and "
-            "does not run on the team target yet (docs/team.md)")
 
 
 class PlatformDbtCliResource(DbtCliResource):

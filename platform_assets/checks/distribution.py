@@ -1,7 +1,9 @@
 """Distribution checks on the features: the latest days against the weeks before them."""
 
+import datetime as dt
 
 import dagster as dg
+import pandas as pd
 
 from platform_assets.checks.stability import PSI_SIGNIFICANT, population_stability_index
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
@@ -21,14 +23,15 @@ MONITORED = ["sched_dep_hour", "distance", "plane_age_years", "temp_f", "wind_sp
     f"than {NULL_SHARE_SHIFT}. Seasonal weather shifts in the real data legitimately trip it, hence WARN.",
 )
 def feature_distribution(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect(read_only=True) as connection:
-        latest = connection.execute("SELECT max(data_date) FROM marts.flight_features").fetchall()[0][0]
-        frame = connection.execute(
-            f"SELECT data_date > $latest - INTERVAL {CURRENT_DAYS} DAY AS is_current, {', '.join(MONITORED)} "
-            f"FROM marts.flight_features WHERE data_date > $latest - INTERVAL {CURRENT_DAYS + REFERENCE_DAYS} DAY",
-            {"latest": latest},
-        ).df()
-    current, reference = frame[frame.is_current], frame[~frame.is_current]
+    with warehouse.open(read_only=True) as store:
+        latest = store.read("SELECT max(data_date) AS latest FROM marts.flight_features")["latest"][0]
+        latest = None if pd.isna(latest) else latest.date()
+        frame = store.read(
+            f"SELECT data_date > $1 AS is_current, {', '.join(MONITORED)} FROM marts.flight_features "
+            "WHERE data_date > $2", [latest - dt.timedelta(days=CURRENT_DAYS),
+                                     latest - dt.timedelta(days=CURRENT_DAYS + REFERENCE_DAYS)],
+        ) if latest else None
+    current, reference = (frame[frame.is_current], frame[~frame.is_current]) if frame is not None else ([], [])
     if len(reference) == 0:
         return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"note": "no reference window yet"})

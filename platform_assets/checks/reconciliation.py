@@ -11,7 +11,7 @@ duplicates AS (SELECT data_date AS day, count(*) AS duplicates_removed FROM stag
                WHERE is_retry_duplicate GROUP BY 1),
 published AS (SELECT data_date AS day, count(*) AS published_rows FROM marts.bookings GROUP BY 1),
 quarantined AS (SELECT data_date AS day, count(*) AS quarantined_rows FROM marts.bookings_quarantine GROUP BY 1)
-SELECT day::VARCHAR, input_rows, coalesce(published_rows, 0), coalesce(quarantined_rows, 0),
+SELECT CAST(day AS VARCHAR(10)), input_rows, coalesce(published_rows, 0), coalesce(quarantined_rows, 0),
        coalesce(duplicates_removed, 0)
 FROM delivered
 LEFT JOIN published USING (day) LEFT JOIN quarantined USING (day) LEFT JOIN duplicates USING (day)
@@ -29,8 +29,8 @@ ORDER BY day
     "bookings + retried-export duplicates removed in staging. The numbers are in the metadata.",
 )
 def bookings_reconciliation(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connect(read_only=True) as connection:
-        days = connection.execute(BOOKINGS_BALANCE_SQL).fetchall()
+    with warehouse.open(read_only=True) as store:
+        days = [(day, *map(int, counts)) for day, *counts in store.read(BOOKINGS_BALANCE_SQL).itertuples(index=False)]
     unbalanced = [d for d in days if d[1] != d[2] + d[3] + d[4]]
     totals = [sum(d[i] for d in days) for i in range(1, 5)]
     shown = unbalanced or days[-10:]

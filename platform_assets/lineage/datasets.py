@@ -60,6 +60,11 @@ class Locations:
     warehouse_url: str | None = None  # postgresql://user@host:port/database on the team target
 
     @property
+    def sql_dialect(self) -> str:
+        """The warehouse's SQL dialect, as sqlglot and OpenLineage's SQL job facet name it."""
+        return "postgres" if self.warehouse_url else "duckdb"
+
+    @property
     def warehouse_database(self) -> str:
         """The warehouse's database name as the dbt adapter reports it."""
         if self.warehouse_url:

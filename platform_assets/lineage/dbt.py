@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
 from sqlglot.lineage import Node, lineage
@@ -26,6 +25,7 @@ from sqlglot.optimizer.qualify import qualify
 from platform_assets.lineage.datasets import table_dataset
 from platform_assets.lineage.facets import CheckOutcome
 from platform_assets.lineage.runs import LineageRun, Step, now
+from platform_assets.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 COLUMN_LINEAGE_CACHE = "column_lineage_cache.json"
@@ -40,8 +40,8 @@ def emit_dbt_lineage(context: dg.AssetExecutionContext, invocation, events: Iter
     try:
         manifest = invocation.get_artifact("manifest.json")
         results = invocation.get_artifact("run_results.json")
-        with warehouse.connect(read_only=True) as connection:
-            columns = warehouse_columns(connection)
+        with warehouse.open(read_only=True) as store:
+            columns = warehouse_columns(store)
         recorded = {context.asset_key_for_output(event.output_name).to_user_string(): event.metadata
                     for event in events if isinstance(event, dg.Output)}
         step = Step.of(context)
@@ -61,7 +61,8 @@ def model_runs(step: Step, manifest: Mapping, results: Mapping, recorded: Mappin
     published_at = now()
     database = step.locations.warehouse_database
     sqlglot_schema = {database: _nested(columns)}
-    cache = ColumnLineageCache(step.emitter.directory / COLUMN_LINEAGE_CACHE, sqlglot_schema)
+    cache = ColumnLineageCache(step.emitter.directory / COLUMN_LINEAGE_CACHE, sqlglot_schema,
+                               step.locations.sql_dialect)
     for result in results["results"]:
         unique_id = result["unique_id"]
         if not unique_id.startswith("model."):
@@ -123,13 +124,13 @@ def tests_by_model(manifest: Mapping, results: Mapping) -> dict[str, list[CheckO
     return tests
 
 
-def warehouse_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+def warehouse_columns(store: Warehouse) -> dict[str, dict[str, str]]:
     """{"<schema>.<table>": {column: type}} of every table in the warehouse."""
     columns: dict[str, dict[str, str]] = defaultdict(dict)
-    for schema, table, column, kind in connection.execute(
+    for schema, table, column, kind in store.read(
             "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
             "WHERE table_catalog = current_database() ORDER BY table_schema, table_name, ordinal_position"
-    ).fetchall():
+    ).itertuples(index=False):
         columns[f"{schema}.{table}"][column] = kind
     return dict(columns)
 
@@ -157,8 +158,8 @@ class ColumnLineageCache:
     """column_lineage() results kept between runs (analysing every model's SQL costs about 2 s per dbt step),
     keyed by the SQL without its date literals and by the warehouse's columns."""
 
-    def __init__(self, path: Path, schema: Mapping) -> None:
-        self.path, self.schema = path, schema
+    def __init__(self, path: Path, schema: Mapping, dialect: str = "duckdb") -> None:
+        self.path, self.schema, self.dialect = path, schema, dialect
         self.schema_digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
         try:
             self.stored = json.loads(path.read_text())
@@ -170,7 +171,7 @@ class ColumnLineageCache:
     def column_lineage(self, sql: str) -> dict[str, list[tuple[str, str, bool]]]:
         key = hashlib.sha256(f"{self.schema_digest}\n{_DATE_LITERAL.sub('?', sql)}".encode()).hexdigest()
         if key not in self.entries:
-            self.entries[key] = column_lineage(sql, self.schema)
+            self.entries[key] = column_lineage(sql, self.schema, self.dialect)
         self.used[key] = self.entries[key]
         return {column: [tuple(source) for source in sources] for column, sources in self.entries[key].items()}
 

@@ -12,7 +12,6 @@ import pandas as pd
 
 from governance.masking import PersonalData, personal_data
 from platform_assets.lineage import model_dataset, table_dataset, tracked
-from platform_assets.metadata import table_version
 from platform_assets.ml.drift import PROFILE_ARTIFACT, reference_profile
 from platform_assets.ml.gate import judge
 from platform_assets.ml.model import (
@@ -111,20 +110,19 @@ def delay_model(
         raise dg.Failure(f"run config of ml/delay_model: {error}") from error
     policy = load_policy()
     labelled = f"{LABEL} IS NOT NULL"
-    with warehouse.connect(read_only=True) as connection:
-        frame = connection.execute(
+    with warehouse.open(read_only=True) as store:
+        frame = store.read(
             # Ordered, so that the same features always train the same model.
             f"SELECT flight_date, {', '.join(FEATURES)}, {LABEL} FROM {FEATURES_TABLE} WHERE {labelled} "
             "ORDER BY flight_id"
-        ).df()
-        feature_version = table_version(connection, FEATURES_TABLE, labelled)
+        )
+        feature_version = store.fingerprint(FEATURES_TABLE, labelled)
         failures = schema_failures(training_set_schema, frame)
         if failures is None:
             split = split_by_time(frame)
             # The versions of exactly the rows that trained and judged the model, as the platform computes them.
             training_version, holdout_version = (
-                table_version(connection, FEATURES_TABLE,
-                              f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
+                store.fingerprint(FEATURES_TABLE, f"{labelled} AND flight_date {side} DATE '{split.holdout_start}'")
                 for side in ("<", ">=")
             )
     personal = personal_data(FEATURES_TABLE.replace(".", "/"))  # the catalog's pii columns of the features
@@ -275,13 +273,10 @@ def flight_delay_predictions(
             f"first; a version serves only once it passes the `{GATE_CHECK}` gate"
         )
     model = mlflow_client.sklearn.load_model(f"models:/{name}@{CHAMPION}")
-    window = {"first": first_day, "last": last_day}
-    with warehouse.connect() as connection:
-        features = connection.execute(
+    with warehouse.open() as store:
+        features = store.read(
             f"SELECT flight_id, flight_date, data_date, carrier, origin, dest, {', '.join(FEATURES)} "
-            f"FROM {FEATURES_TABLE} WHERE data_date BETWEEN $first AND $last",
-            window,
-        ).df()
+            f"FROM {FEATURES_TABLE} WHERE data_date BETWEEN $1 AND $2", [first_day, last_day])
         scored = pd.DataFrame({
             "flight_id": features["flight_id"],
             "flight_date": features["flight_date"],
@@ -303,13 +298,7 @@ def flight_delay_predictions(
         )
         if failures is not None:
             return
-        connection.execute("CREATE SCHEMA IF NOT EXISTS ml")
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {PREDICTIONS_TABLE} AS SELECT * FROM scored LIMIT 0")
-        connection.execute("BEGIN TRANSACTION")
-        connection.execute(f"DELETE FROM {PREDICTIONS_TABLE} WHERE data_date BETWEEN $first AND $last", window)
-        connection.execute(f"INSERT INTO {PREDICTIONS_TABLE} BY NAME SELECT * FROM scored")
-        connection.execute("COMMIT")
-        total = connection.execute(f"SELECT count(*) FROM {PREDICTIONS_TABLE}").fetchall()[0][0]
+        total = store.replace_days(PREDICTIONS_TABLE, scored, first_day, last_day)
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,

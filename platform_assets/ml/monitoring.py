@@ -103,26 +103,18 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
 
     policy = load_policy().drift
     first_day, last_day = partition_dates(context)
-    window = {"start": first_day - dt.timedelta(days=policy.window_days - 1), "last": last_day}
-    with warehouse.connect() as connection:
-        frame = connection.execute(
+    with warehouse.open() as store:
+        frame = store.read(
             f"SELECT f.data_date, f.flight_date, {', '.join('f.' + c for c in FEATURES)}, f.{LABEL}, p.{SCORE}, "
             f"p.model_version FROM {FEATURES_TABLE} f JOIN {PREDICTIONS_TABLE} p USING (flight_id) "
-            "WHERE f.data_date BETWEEN $start AND $last ORDER BY f.flight_id",
-            window,
-        ).df()
+            "WHERE f.data_date BETWEEN $1 AND $2 ORDER BY f.flight_id",
+            [first_day - dt.timedelta(days=policy.window_days - 1), last_day],
+        )
         mlflow.configure()
         profiles = _reference_profiles(mlflow, frame["model_version"].unique())
         days = _measure(frame, profiles, first_day, last_day, policy)
         rows = pd.DataFrame([row for drift in days for row in drift_rows(drift)], columns=_DRIFT_COLUMNS)
-        connection.execute("CREATE SCHEMA IF NOT EXISTS ml")
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {DRIFT_TABLE} AS SELECT * FROM rows LIMIT 0")
-        connection.execute("BEGIN TRANSACTION")
-        connection.execute(f"DELETE FROM {DRIFT_TABLE} WHERE data_date BETWEEN $first AND $last",
-                           {"first": first_day, "last": last_day})
-        connection.execute(f"INSERT INTO {DRIFT_TABLE} BY NAME SELECT * FROM rows")
-        connection.execute("COMMIT")
-        total = connection.execute(f"SELECT count(*) FROM {DRIFT_TABLE}").fetchall()[0][0]
+        total = store.replace_days(DRIFT_TABLE, rows, first_day, last_day)
 
     significant = [drift for drift in days if drift.significant]
     judged = [drift for drift in days if drift.judged]

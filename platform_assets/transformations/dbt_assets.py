@@ -144,6 +144,7 @@ def _publish_and_describe(
     keys = [_output_key(context, event) for event in events]
     built_marts = [key.path[1] for key in keys if key and key.path[0] == PUBLISHED_SCHEMA]
     with warehouse.open() as store:  # the deployment's warehouse (platform_assets/warehouse)
+        store.rebuilt([".".join(key.path) for key in keys if key is not None])
         versions = store.publish_marts(built_marts, first_day, last_day) if audit_passed else {}
         if built_marts and not audit_passed:
             context.log.error(f"audit failed: {', '.join(built_marts)} not published; the previous versions stay")
@@ -186,11 +187,13 @@ def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> li
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first_day, last_day = partition_dates(context)
-    data_dir = load_settings().data_dir
-    # dagster-dbt passes this process's environment to dbt: profiles.yml reads the warehouse location from
-    # PLATFORM_DATA_DIR (the resolved folder) and how often to retry a locked file, the models read the run range.
-    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_run_range_env(first_day, last_day),
-                      **dbt_lock_wait_env(warehouse.lock_wait_seconds))
+    settings = load_settings()
+    data_dir = settings.data_dir
+    # dagster-dbt passes this process's environment to dbt: profiles.yml reads the target and its warehouse (the
+    # DuckDB file under PLATFORM_DATA_DIR, the resolved folder, or the team's server) and how often to retry a
+    # locked file, the models read the run range.
+    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_target_env(settings),
+                      **dbt_run_range_env(first_day, last_day), **dbt_lock_wait_env(warehouse.lock_wait_seconds))
     warehouse.wait_until_free()  # dbt-duckdb fails at once on a file another process holds
     target = dbt_target_path(data_dir, context.run.run_id)
     invocation = dbt.cli(["build"], context=context, target_path=target)

@@ -1,7 +1,9 @@
 """What the platform's steps need of a warehouse, whatever it is. Raw ingestion: a place to stage and audit a batch of days of
 raw.<source> (always a DuckDB connection: DuckDB reads the landing files and runs the contract's SQL), the published
 rows the audit compares the batch with, and publishing the batch in one transaction. The dbt step: publishing the
-audited marts dbt built (transformations/publish.py) and describing each table it built."""
+audited marts dbt built (transformations/publish.py) and describing each table it built. The platform's other
+steps (checks, training, scoring, drift, the demo's summary): reads, fingerprints and day-range replacements in SQL
+both targets take (positional parameters $1, $2, ...; no engine-only functions)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import duckdb
+import pandas as pd
 
 from platform_assets.sources.definitions import SourceDefinition
 
@@ -129,3 +132,23 @@ class Warehouse(ABC):
     @abstractmethod
     def describe(self, schema: str, table: str, first_day: dt.date, last_day: dt.date) -> TableDescription:
         """The table's columns, rows and rows in [first_day, last_day]."""
+
+    @abstractmethod
+    def read(self, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+        """The rows of one query as a pandas frame, typed as DuckDB gives them to pandas on every target (dates and
+        timestamps as datetime64, decimals as float64)."""
+
+    @abstractmethod
+    def fingerprint(self, relation: str, where: str = "true") -> str:
+        """The version of the rows of `relation` where `where` holds (metadata.table_version), the same for the same
+        content on every target."""
+
+    @abstractmethod
+    def replace_days(self, relation: str, rows: pd.DataFrame, first_day: dt.date, last_day: dt.date) -> int:
+        """Make `rows` the content of [first_day, last_day] (its data_date) of `relation` ("schema.table", created
+        from the frame's columns when missing), in one transaction; the table's rows afterwards."""
+
+    def rebuilt(self, relations: Sequence[str]) -> None:
+        """`relations` ("schema.table") were created or re-created by another tool (dbt). The embedded target
+        enforces access at read time (governance's sandbox): nothing to do; a server warehouse re-applies the
+        catalog's grants."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import duckdb
+import pandas as pd
 
 from platform_assets.metadata import table_columns, table_version
 from platform_assets.sources.definitions import SourceDefinition
@@ -128,3 +129,27 @@ class DuckDBWarehouse(Warehouse):
             f"SELECT count(*) FROM {relation} WHERE data_date BETWEEN $first AND $last",
             {"first": first_day, "last": last_day}).fetchall()[0][0] if "data_date" in columns else None
         return TableDescription(columns, rows, in_range)
+
+    def read(self, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+        return self.connection.execute(sql, list(parameters)).df()
+
+    def fingerprint(self, relation: str, where: str = "true") -> str:
+        return table_version(self.connection, relation, where)
+
+    def replace_days(self, relation: str, rows: pd.DataFrame, first_day: dt.date, last_day: dt.date) -> int:
+        connection = self.connection
+        connection.register("platform_rows", rows)
+        try:
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {relation.split('.')[0]}")
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {relation} AS SELECT * FROM platform_rows LIMIT 0")
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                connection.execute(f"DELETE FROM {relation} WHERE data_date BETWEEN $1 AND $2", [first_day, last_day])
+                connection.execute(f"INSERT INTO {relation} BY NAME SELECT * FROM platform_rows")
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        finally:
+            connection.unregister("platform_rows")
+        return connection.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]

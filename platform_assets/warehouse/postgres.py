@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import duckdb
+import pandas as pd
+import pyarrow as pa
 
 from platform_assets.metadata import table_version
 from platform_assets.sources.definitions import SourceDefinition
@@ -124,6 +126,7 @@ class PostgresWarehouse(Warehouse):
         self.url = url
         self.memory_limit = memory_limit
         self._connection = None
+        self._created: set[str] = set()  # tables this warehouse created or re-created: governed on `close`
 
     def server(self):
         if self._connection is None:
@@ -142,6 +145,34 @@ class PostgresWarehouse(Warehouse):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._created:
+            self._govern(sorted(self._created))
+            self._created.clear()
+
+    def _govern(self, tables: list[str]) -> None:
+        """A table PostgreSQL creates is its owner's alone (closed to every consumer, never open): the catalog's
+        access policy is applied again (governance apply) so that its readers get back exactly what the catalog
+        gives them. A login that may not apply it leaves them closed, and says so."""
+        import dagster as dg  # noqa: PLC0415
+
+        from governance.catalog import load_catalog  # noqa: PLC0415
+        from governance.postgres import ApplyError, apply_catalog  # noqa: PLC0415
+        from platform_assets.settings import load_settings  # noqa: PLC0415
+
+        try:
+            plan = apply_catalog(load_catalog(), execute=True, url=self.url, data_dir=load_settings().data_dir)
+        except ApplyError as error:
+            dg.get_dagster_logger().warning(
+                f"{', '.join(tables)} created: closed to every consumer until `governance apply --yes` ({error})")
+            return
+        dg.get_dagster_logger().info(f"{', '.join(tables)} created: the catalog's access policy applied again "
+                                     f"({len(plan.steps)} statement(s))")
+
+    def rebuilt(self, relations: Sequence[str]) -> None:
+        self._created.update(relations)
+
+    def _exists(self, relation: str) -> bool:
+        return self.query("SELECT to_regclass($1) IS NOT NULL", [relation])[0][0]
 
     def query(self, sql: str, parameters: Sequence = ()) -> list[tuple]:
         """Rows of one read on the server, in a transaction of its own."""
@@ -162,7 +193,10 @@ class PostgresWarehouse(Warehouse):
                 # Two runs creating the same table at once would collide in the catalog: one waits for the other.
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [f"raw.{source.name}"])
                 cursor.execute("CREATE SCHEMA IF NOT EXISTS raw")
-                cursor.execute(f"CREATE TABLE IF NOT EXISTS raw.{source.name} ({columns})")
+                cursor.execute("SELECT to_regclass($1) IS NULL", [f"raw.{source.name}"])
+                if cursor.fetchone()[0]:
+                    cursor.execute(f"CREATE TABLE raw.{source.name} ({columns})")
+                    self._created.add(f"raw.{source.name}")
                 server.commit()
             except BaseException:
                 server.rollback()
@@ -206,7 +240,7 @@ class PostgresWarehouse(Warehouse):
                 if table != source.name and column not in referenced.setdefault(table, []):
                     referenced[table].append(column)
         for table, columns in referenced.items():
-            if self.query("SELECT to_regclass($1) IS NOT NULL", [f"raw.{table}"])[0][0]:
+            if self._exists(f"raw.{table}"):
                 server = self.server()
                 with server.cursor() as cursor:
                     try:
@@ -270,8 +304,8 @@ class PostgresWarehouse(Warehouse):
 
     def publish_marts(self, tables: list[str], first_day: dt.date, last_day: dt.date) -> dict[str, str]:
         """publish_audited_marts on the server: in one transaction, each mart's run range replaced by its audited
-        rows (a mart whose columns changed republished whole: its governed views go with it until the next
-        `governance apply`, closed, never open); the versions fingerprinted by DuckDB as on the embedded target."""
+        rows (a mart whose columns changed republished whole: its governed views go with it, closed, never open,
+        until `close` applies the catalog again); the versions fingerprinted by DuckDB as on the embedded target."""
         from platform_assets.transformations.publish import AUDIT_SCHEMA, PUBLISHED_SCHEMA  # noqa: PLC0415
 
         window = f"data_date BETWEEN '{first_day}' AND '{last_day}'"  # dt.date values: safe as literals
@@ -284,6 +318,7 @@ class PostgresWarehouse(Warehouse):
                 for table in tables:
                     audited, published = f'{AUDIT_SCHEMA}."{table}"', f'{PUBLISHED_SCHEMA}."{table}"'
                     if table in whole:
+                        self._created.add(f"{PUBLISHED_SCHEMA}.{table}")
                         cursor.execute(f"DROP TABLE IF EXISTS {published} CASCADE")
                         cursor.execute(f"CREATE TABLE {published} AS SELECT * FROM {audited}")
                         continue
@@ -293,20 +328,62 @@ class PostgresWarehouse(Warehouse):
             except BaseException:
                 server.rollback()
                 raise
-        return {table: self._table_version(PUBLISHED_SCHEMA, table, window) for table in tables}
+        return {table: self.fingerprint(f'{PUBLISHED_SCHEMA}."{table}"', window) for table in tables}
 
-    def _table_version(self, schema: str, table: str, where: str) -> str:
-        """The rows of `where` read from the server, fingerprinted by DuckDB (metadata.table_version)."""
+    @contextmanager
+    def _pulled(self, sql: str, parameters: Sequence = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A scratch DuckDB holding the rows of `sql` on the server as table `pulled` (PostgreSQL's numeric, which the
+        ADBC driver gives as text, as DOUBLE, as DuckDB gives a DECIMAL to pandas)."""
         server = self.server()
-        with tempfile.TemporaryDirectory(prefix="platform-version-") as spill, server.cursor() as cursor:
-            local = duckdb.connect(":memory:", config={"temp_directory": spill})
+        with tempfile.TemporaryDirectory(prefix="platform-read-") as spill, server.cursor() as cursor:
+            local = duckdb.connect(":memory:", config={"temp_directory": spill, **(
+                {"memory_limit": self.memory_limit} if self.memory_limit else {})})
             try:
-                cursor.execute(f'SELECT * FROM {schema}."{table}" WHERE {where}')
-                local.register("pulled", cursor.fetch_record_batch())
-                return table_version(local, "pulled")
+                cursor.execute(sql, list(parameters) or None)
+                rows = cursor.fetch_arrow_table()
+                for index, field in enumerate(rows.schema):
+                    if isinstance(field.type, pa.ExtensionType) and field.metadata and \
+                            field.metadata.get(b"POSTGRESQL:type") == b"numeric":
+                        rows = rows.set_column(index, field.name, rows.column(index).cast(pa.string()).cast(pa.float64()))
+                local.register("pulled", rows)
+                yield local
             finally:
                 local.close()
                 server.rollback()
+
+    def read(self, sql: str, parameters: Sequence = ()) -> pd.DataFrame:
+        with self._pulled(sql, parameters) as local:
+            return local.sql("SELECT * FROM pulled").df()
+
+    def fingerprint(self, relation: str, where: str = "true") -> str:
+        """The rows of `where` read from the server, fingerprinted by DuckDB (metadata.table_version)."""
+        with self._pulled(f"SELECT * FROM {relation} WHERE {where}") as local:
+            return table_version(local, "pulled")
+
+    def replace_days(self, relation: str, rows: pd.DataFrame, first_day: dt.date, last_day: dt.date) -> int:
+        """The frame typed by DuckDB (as the embedded target stores it), bulk-loaded as Arrow (COPY) into the table it
+        creates when missing, after the range's rows are deleted: one server transaction."""
+        schema, table = relation.split(".")
+        if not self._exists(relation):
+            self._created.add(relation)
+        local = duckdb.connect(":memory:")
+        try:
+            batch = local.from_df(rows).to_arrow_table()
+        finally:
+            local.close()
+        server = self.server()
+        with server.cursor() as cursor:
+            try:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [relation])
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                cursor.adbc_ingest(table, batch.slice(0, 0), mode="create_append", db_schema_name=schema)
+                cursor.execute(f"DELETE FROM {relation} WHERE data_date BETWEEN $1 AND $2", [first_day, last_day])
+                cursor.adbc_ingest(table, batch, mode="append", db_schema_name=schema)
+                server.commit()
+            except BaseException:
+                server.rollback()
+                raise
+        return self.query(f"SELECT count(*) FROM {relation}")[0][0]
 
     def describe(self, schema: str, table: str, first_day: dt.date, last_day: dt.date) -> TableDescription:
         columns = self._columns(schema, table)
