@@ -89,8 +89,9 @@ replay: $(VENV)/.installed
 
 # Benchmark (not part of `make test`): the whole graph through Dagster against a bare DuckDB + scikit-learn
 # script at each of SCALES (default 1 5 20) over BENCH_START..BENCH_END (default the demo period; BENCH_DAYS=N
-# for the first N days only). Results in $(PLATFORM_DATA_DIR)/bench/latest.json.
-bench: $(MANIFEST)
+# for the first N days only). Results in $(PLATFORM_DATA_DIR)/bench/latest.json. BENCH_TARGETS=embedded,team (or
+# PLATFORM_TARGET=team) runs the same on the team target too, on servers it starts and stops (docs/benchmark.md).
+bench: $(MANIFEST) $(if $(findstring team,$(BENCH_TARGETS) $(PLATFORM_TARGET)),$(REDIS_SERVER))
 	$(PY) -m platform_assets.bench
 
 # The team deployment on this machine (docs/team.md): PostgreSQL, Redis and two Celery workers under

@@ -4,8 +4,13 @@ Per scale: deliver the period (and the day after it) into a landing zone cached 
 then, in a temporary data folder each, (1) the platform materializes the period as one run, as `make demo`
 does, (2) the next day is materialized as one run (the incremental path), (3) the baseline does the same work
 in one bare process. Every measured side runs as its own child process: wall time from its start to its exit,
-peak RSS of its whole process tree (Dagster's step processes and dbt included). Writes
-<data>/bench/bench_<timestamp>.json and latest.json, and prints a table.
+peak RSS of its whole process tree (Dagster's step processes and dbt included), and the timeline of the run's
+steps from the instance's event log (which steps ran at once). Writes <data>/bench/bench_<timestamp>.json and
+latest.json, and prints a table.
+
+With --targets embedded,team (BENCH_TARGETS, or PLATFORM_TARGET=team): at each scale the same runs also on the
+team target, on PostgreSQL, Redis and two Celery workers that the benchmark starts in that scale's own data
+folder (platform_assets.team.servers.up) and always stops afterwards; their processes are sampled with the run.
 """
 
 from __future__ import annotations
@@ -27,31 +32,18 @@ import psutil
 
 from platform_assets.bench.measure import run_measured
 from platform_assets.bench.report import (
-    LAYERS, Table, benchmark_tables, bench_period, compare_row_counts, median_seconds, parse_scales, per_second,
-    ratio, rows_per_layer, summary_table,
+    LAYERS, Table, benchmark_tables, bench_period, compare_row_counts, median_seconds, parse_scales, parse_targets,
+    per_second, ratio, rows_per_layer, summary_table, team_table,
 )
-from platform_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, load_settings
+from platform_assets.bench.sides import BIN, child_env, run_platform, side_result
+from platform_assets.bench.team import bench_embedded_selection, bench_team, team_comparison
+from platform_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, TEAM_VARIABLES, load_settings
 from platform_assets.simulator.deliver import LAST_DATA_DAY, deliver_day, delivered_days
 from platform_assets.sources.landing import days_between
 from platform_assets.sources.definitions import SOURCES
 from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 
-BIN = Path(sys.executable).parent
 CODE_LOCATION_SAMPLES = 3
-
-
-def child_env(data_dir: Path, scale: float, seed: int, memory_limit: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PLATFORM_DATA_DIR": str(data_dir),
-        "DAGSTER_HOME": str(data_dir / "dagster_home"),
-        "PLATFORM_SCALE": f"{scale:g}",
-        "PLATFORM_SEED": str(seed),
-        "DUCKDB_MEMORY_LIMIT": memory_limit,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-    }
 
 
 def code_location_load(scratch: Path, memory_limit: str, logs: Path) -> dict:
@@ -132,22 +124,6 @@ def baseline_layer_seconds(phases: dict, tables: list[Table]) -> dict[str, float
     return {layer: round(value, 2) for layer, value in seconds.items()}
 
 
-def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env: dict, logs: Path,
-                 layer_of_asset: dict[str, str], daily: bool = False) -> tuple:
-    from platform_assets.bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
-
-    out = data_dir / f"{label}.json"
-    command = [sys.executable, "-m", "platform_assets.bench.platform_run", "--start", str(first), "--end", str(last),
-               "--out", str(out), *(["--daily"] if daily else [])]
-    measured = run_measured(command, env, logs / f"{label}.log", REPO_ROOT)
-    child = json.loads(out.read_text()) if out.exists() else None
-    phases = run_phases(data_dir / "dagster_home", child, layer_of_asset) if child else {}
-    success = bool(child and child["success"] and measured.returncode == 0)
-    if not success:
-        print(f"    {label}: the platform run FAILED (see {logs / f'{label}.log'})", flush=True)
-    return measured, phases, success
-
-
 def step_layer_map(phases: dict) -> dict[str, str]:
     """Steps named after their assets: `raw_ingestion` is raw, `ml__*` is ml (a multi-layer dbt step is neither)."""
     return {step: ("raw" if step.startswith("raw") else "ml" if step.startswith("ml__") else "dbt")
@@ -196,6 +172,12 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         baseline_counts = row_counts(baseline_dir / "warehouse" / "warehouse.duckdb",
                                      {t.name: t.baseline_relation for t in tables})
         print(f"    baseline: {baseline.seconds:.1f} s, peak {baseline.peak_rss_mb:.0f} MB", flush=True)
+        embedded_selection = team = None
+        if "team" in args.targets:
+            if args.team_select:
+                embedded_selection = bench_embedded_selection(scale, first, last, args, work, landing, logs,
+                                                              layer_of_asset)
+            team = bench_team(scale, first, last, args, work, landing, logs, tables, layer_of_asset, baseline_counts)
     finally:
         if args.keep:
             print(f"    kept {work}", flush=True)
@@ -206,7 +188,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
     platform_layers = platform_layer_seconds(history_phases, step_layer_map(history_phases)) if history_phases else {}
     baseline_layers = baseline_layer_seconds(baseline_phases, tables)
     comparison = compare_row_counts(tables, platform_counts, baseline_counts)
-    return {
+    result = {
         "scale": scale,
         "days": (last - first).days + 1,
         "platform_seconds": round(history.seconds, 1),
@@ -218,6 +200,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "baseline_cpu_seconds": round(baseline.cpu_seconds, 1),
         "platform_peak_rss_sum_mb": round(history.peak_rss_sum_mb),
         "baseline_peak_rss_sum_mb": round(baseline.peak_rss_sum_mb),
+        "platform_overlap": history_phases.get("overlap"),
         "incremental_day_seconds": round(incremental.seconds, 1),
         "incremental_peak_rss_mb": round(incremental.peak_rss_mb),
         "row_counts_match": comparison["row_counts_match"] and history_ok,
@@ -241,6 +224,14 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "baseline_phases": baseline_phases,
         "deliver_seconds_not_measured": round(deliver_seconds, 1),
     }
+    if team is not None:
+        embedded = embedded_selection or side_result(history, history_phases, history_ok, incremental,
+                                                     incremental_phases, incremental_ok)
+        if embedded_selection is None:  # the same runs as above: not twice in the report
+            embedded = {key: value for key, value in embedded.items() if key not in ("phases", "incremental_phases")}
+        result["team"] = {"embedded": embedded, "team": team, "comparison": team_comparison(embedded, team)}
+        result["row_counts_match"] = result["row_counts_match"] and team["row_counts_match"]
+    return result
 
 
 def git_commit() -> str | None:
@@ -263,8 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", default=bool(os.environ.get("BENCH_KEEP")),
                         help="keep each scale's data folders (printed) instead of deleting them")
     parser.add_argument("--skip-code-location", action="store_true")
+    parser.add_argument("--targets", default=os.environ.get("BENCH_TARGETS") or (
+                            "embedded,team" if os.environ.get("PLATFORM_TARGET") == "team" else "embedded"),
+                        help="embedded (default), or embedded,team: the same runs also on the team target, on "
+                             "servers the benchmark starts and stops (default embedded,team when "
+                             "PLATFORM_TARGET=team)")
+    parser.add_argument("--target", dest="targets", help="--target team is --targets embedded,team")
+    parser.add_argument("--team-select", default=os.environ.get("BENCH_TEAM_SELECT") or None,
+                        help="only these assets on team (asset keys or their first part: raw, staging, "
+                             "intermediate, marts, ml), compared with the embedded target on the same ones")
     args = parser.parse_args(argv)
+    # The benchmark starts the servers it measures: never the ones of the environment it was started in.
+    for name in ("PLATFORM_TARGET", *TEAM_VARIABLES.values()):
+        os.environ.pop(name, None)
+    os.environ.pop("DAGSTER_HOME", None)
     try:
+        args.targets = parse_targets(args.targets)
         scales = parse_scales(args.scales)
         first, last = bench_period(args.start, args.end, args.days, LAST_DATA_DAY)
     except ValueError as error:
@@ -281,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                     "python": platform.python_version(), "load_average_at_start": os.getloadavg()},
         "config": {"scales": scales, "start": str(first), "end": str(last), "seed": args.seed,
-                   "duckdb_memory_limit": args.memory_limit},
+                   "duckdb_memory_limit": args.memory_limit, "targets": args.targets,
+                   "team_select": args.team_select},
     }
     with tempfile.TemporaryDirectory(prefix="scratch_", dir=bench_dir) as scratch:
         if not args.skip_code_location:
@@ -300,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in (f"bench_{stamp}.json", "latest.json"):
             (bench_dir / name).write_text(json.dumps(report, indent=2, default=str))
     print(f"\n{summary_table(report['scales'])}")
+    if "team" in args.targets:
+        print(f"\nteam against embedded{f' (only {args.team_select})' if args.team_select else ''}:\n"
+              f"{team_table(report['scales'])}")
     if "code_location_load_seconds" in report:
         print(f"\ncode location load: {report['code_location_load_seconds']} s (`dagster definitions validate`), "
               f"definitions import {report['definitions_import_seconds']} s")

@@ -94,6 +94,15 @@ def parse_scales(text: str) -> list[float]:
     return scales
 
 
+def parse_targets(text: str) -> list[str]:
+    """`"embedded,team"` (or `"team"`: the team target is always measured with the embedded one beside it)."""
+    names = [part for part in text.replace(",", " ").split() if part]
+    unknown = [name for name in names if name not in ("embedded", "team")]
+    if not names or unknown:
+        raise ValueError(f"BENCH_TARGETS must be embedded or embedded,team, got {text!r}")
+    return ["embedded", *(["team"] if "team" in names else [])]
+
+
 def bench_period(start: str, end: str, days: str | None, last_data_day: dt.date) -> tuple[dt.date, dt.date]:
     """[start, end], or the first `days` days from start; the day after it must still be data (the
     incremental measurement delivers it)."""
@@ -105,6 +114,35 @@ def bench_period(start: str, end: str, days: str | None, last_data_day: dt.date)
         raise ValueError(f"the benchmark period must end before {last_data_day}: the day after it is delivered "
                          "as the incremental day")
     return first, last
+
+
+def step_overlap(timeline: list[dict]) -> dict:
+    """Which steps of a timeline (entries with `step`, `start`, `end` in seconds) ran at the same time: the most
+    at once, how long two or more ran together, and every pair that overlapped with for how long (longest
+    first). A step that ends when another starts did not overlap it; skipped and unfinished steps are left out."""
+    spans = sorted((entry["start"], entry["end"], entry["step"]) for entry in timeline
+                   if entry.get("start") is not None and entry.get("end") is not None)
+    # Ends before starts at the same instant: touching steps are one after another, not at once.
+    edges = sorted([(start, 1) for start, _, _ in spans] + [(end, -1) for _, end, _ in spans])
+    running = most = 0
+    together = 0.0
+    since = None
+    for instant, change in edges:
+        if running >= 2 and since is not None:
+            together += instant - since
+        running += change
+        most = max(most, running)
+        since = instant
+    pairs = []
+    for index, (start, end, step) in enumerate(spans):
+        for other_start, other_end, other in spans[index + 1:]:
+            if other_start >= end:
+                break  # sorted by start: no later step overlaps this one
+            seconds = min(end, other_end) - other_start
+            if seconds > 0:
+                pairs.append({"steps": [step, other], "seconds": round(seconds, 2)})
+    return {"steps": len(spans), "max_concurrent_steps": most, "seconds_with_two_or_more": round(together, 2),
+            "overlapping_pairs": sorted(pairs, key=lambda pair: -pair["seconds"])}
 
 
 def _cell(value, digits: int = 1) -> str:
@@ -131,4 +169,32 @@ def summary_table(results: list[dict]) -> str:
     rule = "|" + "|".join("---:" for _ in SUMMARY_COLUMNS) + "|"
     rows = ["| " + " | ".join(_cell(result.get(key), 2 if key == "ratio" else 1) for key, _ in SUMMARY_COLUMNS)
             + " |" for result in results]
+    return "\n".join([header, rule, *rows])
+
+
+TEAM_COLUMNS = [
+    ("scale", "scale"), ("embedded s", "embedded s"), ("team s", "team s"), ("ratio", "team/embedded"),
+    ("embedded MB", "embedded peak MB"), ("team MB", "team peak MB"), ("servers MB", "of it servers MB"),
+    ("steps at once", "steps at once e/t"), ("ok", "team ok"),
+]
+
+
+def team_table(results: list[dict]) -> str:
+    """A Markdown table of team against embedded per scale: wall time, peak memory (team: the run's processes and
+    the servers' together, at the peak of their sum; of it the servers' share at their own peak), the most steps
+    running at once on each, and whether the team runs succeeded with the baseline's row counts."""
+    header = "| " + " | ".join(title for _, title in TEAM_COLUMNS) + " |"
+    rule = "|" + "|".join("---:" for _ in TEAM_COLUMNS) + "|"
+    rows = []
+    for result in results:
+        if "team" not in result:
+            continue
+        embedded, team, comparison = result["team"]["embedded"], result["team"]["team"], result["team"]["comparison"]
+        servers = sum(group["peak_pss_mb"] for name, group in team["peak_by_group_mb"].items() if name != "run")
+        at_once = comparison["max_concurrent_steps"]
+        cells = [result["scale"], embedded["seconds"], team["seconds"], comparison["seconds_ratio"],
+                 embedded["peak_rss_mb"], team["peak_rss_mb"], servers, f"{at_once['embedded']}/{at_once['team']}",
+                 team["success"] and team["row_counts_match"]]
+        rows.append("| " + " | ".join(_cell(cell, 2 if key == "ratio" else 1) for (key, _), cell in
+                                      zip(TEAM_COLUMNS, cells)) + " |")
     return "\n".join([header, rule, *rows])
