@@ -38,6 +38,9 @@ concurrency:
     # source at once; a run tag carries the day. Runs from the UI have no such tag (docs/team.md).
     "team": """\
 concurrency:
+  pools:
+    # A step in a pool waits for a free slot (the dbt build: one at a time, transformations/dbt_assets.py).
+    default_limit: 1
   runs:
     # The PostgreSQL warehouse takes concurrent writers: several runs at once, their steps in parallel on the
     # Celery workers (platform_assets/execution.py), but never two runs that write the same source and day: the

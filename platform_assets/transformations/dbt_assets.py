@@ -184,6 +184,10 @@ def _declared_columns(context: dg.AssetExecutionContext, key: dg.AssetKey) -> li
     backfill_policy=single_run,
     op_tags=WAREHOUSE_OP_TAGS,
     name="dbt_cleaned_and_features",
+    # One dbt build at a time per instance where runs run at once (team: the pool's limit in dagster.yaml,
+    # platform_assets/instance.py): two builds on PostgreSQL create and swap the same tables (`x__dbt_tmp`, the
+    # first build's CREATE TABLE) and fail. Their runs' other steps still run in parallel.
+    pool="dbt_build",
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     first_day, last_day = partition_dates(context)
