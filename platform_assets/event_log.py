@@ -3,21 +3,17 @@
 A run over many days records one materialization per asset and day (the demo's one run: about 9,000). The
 sqlite event log stores each event with two fresh connections and two commits, 10-15 ms each: over a minute
 per run, at every scale. Dagster hands over the events of one output as a batch when DAGSTER_EVENT_BATCH_SIZE
-is set, and this storage writes such a batch in one statement to the run's database and in one transaction to
+is set (platform_assets/__init__.py sets it), and this storage writes such a batch in one statement to the run's database and in one transaction to
 the cross-run index, as dagster-postgres does. Configured in dagster.yaml by platform_assets.instance.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqliteEventLogStorage
-
-# Read by Dagster at every event; set wherever this storage is loaded (the run's process, the daemon, the UI).
-os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
 BATCHED_TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -115,6 +116,7 @@ class PostgresWarehouseResource(dg.ConfigurableResource):
     (platform_assets/warehouse/postgres.py)."""
 
     url: str
+    data_dir: str  # its masking secret keys the governed views (governance apply after a step creates tables)
     memory_limit: str | None = None
     lock_wait_seconds: float = 0.0  # the server takes concurrent writers: nothing to wait for
 
@@ -123,7 +125,7 @@ class PostgresWarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def open(self, read_only: bool = False) -> Iterator[Warehouse]:
-        warehouse = PostgresWarehouse(self.url, self.memory_limit)
+        warehouse = PostgresWarehouse(self.url, self.memory_limit, governed_from=Path(self.data_dir))
         try:
             yield warehouse
         finally:
@@ -178,7 +180,8 @@ class MlflowResource(dg.ConfigurableResource):
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
     # The one place the warehouse is chosen for the target: every step reaches it through the `warehouse` resource.
-    warehouse = PostgresWarehouseResource(url=settings.warehouse_url, memory_limit=settings.duckdb_memory_limit) \
+    warehouse = PostgresWarehouseResource(url=settings.warehouse_url, data_dir=str(settings.data_dir),
+                                          memory_limit=settings.duckdb_memory_limit) \
         if settings.target == "team" else \
         WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
                           lock_wait_seconds=settings.warehouse_lock_wait_seconds)

@@ -122,8 +122,9 @@ def describe(run: dg.DagsterRun) -> str:
     writes = run_writes(run)
     days = "every day" if writes.first is None else (
         writes.first if writes.first == writes.last else f"{writes.first}..{writes.last}")
-    assets = "every asset" if writes.assets is None else ", ".join(sorted(k.to_user_string() for k in writes.assets)[:4]) + (
-        f" and {len(writes.assets) - 4} more" if len(writes.assets) > 4 else "")
+    names = sorted(key.to_user_string() for key in writes.assets or ())
+    assets = "every asset" if writes.assets is None else ", ".join(names[:4]) + (
+        f" and {len(names) - 4} more" if len(names) > 4 else "")
     return f"run {run.run_id} ({run.status.value}: {assets} over {days})"
 
 

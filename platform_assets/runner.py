@@ -129,9 +129,9 @@ def materialize_range(
     """One run of `materialize_all` (or only `assets` of it) over [first_day, last_day] with the platform's
     executor (embedded: its steps in this process; team: on the Celery workers), its resources bound to this
     process's settings now (`checks`: only those of their checks; None: all). It starts once no other run of the
-    instance writes the same assets and days (waiting at most `wait_seconds`, None: as long as it takes). When a source is refused or not delivered, Dagster skips
-    every step after the raw layer; a second run then materializes what does not read that source, so one source
-    holds back only its readers."""
+    instance writes the same assets and days (waiting at most `wait_seconds`, None: as long as it takes). When a
+    source is refused or not delivered, Dagster skips every step after the raw layer; a second run then
+    materializes what does not read that source, so one source holds back only its readers."""
     from platform_assets.definitions import build_definitions  # noqa: PLC0415  (loads the code location)
 
     settings = load_settings()

@@ -274,3 +274,34 @@ def test_the_raw_assets_publish_into_postgres_on_the_team_target(team, server, d
     assert counts == {name: len(server_rows(team, name, ["_data_date"])) for name in demo_sources()}
     assert not (settings.warehouse_path).exists(), "nothing written to a DuckDB warehouse on the team target"
     assert not hasattr(resources["warehouse"], "connect"), "no DuckDB connection to be had on the team target"
+
+
+def test_steps_creating_tables_at_once_on_a_new_warehouse_do_not_collide(team):
+    """Two raw steps of one run start together on two workers and each creates its tables, and the schema: by
+    itself, the second CREATE SCHEMA IF NOT EXISTS fails on the catalog's unique index (seen in a team run)."""
+    import threading
+
+    sources = [SOURCES[name] for name in ORDER]
+    for _ in range(10):
+        start, errors = threading.Barrier(len(sources)), []
+
+        def create(source):
+            warehouse = PostgresWarehouse(team.url)
+            try:
+                start.wait()
+                warehouse.ensure_raw_table(source)
+            except Exception as error:  # noqa: BLE001  (collected: the assertion names them)
+                errors.append(f"{source.name}: {error}")
+            finally:
+                warehouse.close()
+
+        threads = [threading.Thread(target=create, args=(source,)) for source in sources]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        with psycopg2.connect(team.url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'raw'")
+            assert cursor.fetchone()[0] == len(sources)
+            cursor.execute("DROP SCHEMA raw CASCADE")

@@ -131,7 +131,8 @@ class LineageRun:
         set_producer(PRODUCER)
         _, catalog_job_facets = facets.catalog_facets(self.step.catalog, self.key)
         job_facets = {**facets.job_type(self.integration, self.job_kind), **catalog_job_facets,
-                      **facets.job_documentation(self.description), **facets.sql(self.query, self.step.locations.sql_dialect)}
+                      **facets.job_documentation(self.description),
+                      **facets.sql(self.query, self.step.locations.sql_dialect)}
         name, engine_version = self.engine
         all_run_facets = {
             **facets.parent(job_namespace(), self.step.dagster_job, self.step.dagster_run_id),

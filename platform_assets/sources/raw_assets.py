@@ -234,7 +234,8 @@ def _raw_multi_asset(source_by_key: dict[dg.AssetKey, SourceDefinition], partiti
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=single_run if partitioned else None,
         # In a run with both, snapshots load first: the others' contracts check references against them.
-        op_tags={**WAREHOUSE_OP_TAGS, **({} if partitioned else {"dagster/priority": "1", "dagster-celery/priority": "1"})},
+        op_tags={**WAREHOUSE_OP_TAGS,
+                 **({} if partitioned else {"dagster/priority": "1", "dagster-celery/priority": "1"})},
         can_subset=True,
     )
     def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):

@@ -13,6 +13,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import duckdb
@@ -70,6 +71,13 @@ def _server_column(source: SourceDefinition, column: str) -> str:
     return f"{quoted(column)}::text AS {quoted(column)}" if kind.startswith("numeric") else quoted(column)
 
 
+def create_schema(cursor, schema: str) -> None:
+    """CREATE SCHEMA IF NOT EXISTS, in the cursor's transaction, safe when two steps run it at once (by itself,
+    the second fails on the catalog's unique index: seen with two raw steps of one run on two workers)."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [f"schema {schema}"])
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+
+
 class PublishedOnServer(PublishedRows):
     """The published rows of raw.<table> on the PostgreSQL server; the batch's keys are read from the scratch
     DuckDB (`local`) and sent to the server when the cross-day key rule asks."""
@@ -122,9 +130,10 @@ class PostgresWarehouse(Warehouse):
     """The PostgreSQL warehouse at `url` (PLATFORM_WAREHOUSE_URL), one server connection (opened when first
     needed, closed by `close`), and a scratch DuckDB per batch (`memory_limit`: DUCKDB_MEMORY_LIMIT)."""
 
-    def __init__(self, url: str, memory_limit: str | None = None):
+    def __init__(self, url: str, memory_limit: str | None = None, governed_from: Path | None = None):
         self.url = url
         self.memory_limit = memory_limit
+        self.governed_from = governed_from  # the data folder whose masking secret keys the governed views
         self._connection = None
         self._created: set[str] = set()  # tables this warehouse created or re-created: governed on `close`
 
@@ -145,22 +154,22 @@ class PostgresWarehouse(Warehouse):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-        if self._created:
+        if self._created and self.governed_from is not None:
             self._govern(sorted(self._created))
-            self._created.clear()
+        self._created.clear()
 
     def _govern(self, tables: list[str]) -> None:
         """A table PostgreSQL creates is its owner's alone (closed to every consumer, never open): the catalog's
         access policy is applied again (governance apply) so that its readers get back exactly what the catalog
-        gives them. A login that may not apply it leaves them closed, and says so."""
+        gives them. A login that may not apply it leaves them closed, and says so. (A warehouse opened without
+        `governed_from`, by a tool or a test, leaves that to `governance apply`.)"""
         import dagster as dg  # noqa: PLC0415
 
         from governance.catalog import load_catalog  # noqa: PLC0415
         from governance.postgres import ApplyError, apply_catalog  # noqa: PLC0415
-        from platform_assets.settings import load_settings  # noqa: PLC0415
 
         try:
-            plan = apply_catalog(load_catalog(), execute=True, url=self.url, data_dir=load_settings().data_dir)
+            plan = apply_catalog(load_catalog(), execute=True, url=self.url, data_dir=self.governed_from)
         except ApplyError as error:
             dg.get_dagster_logger().warning(
                 f"{', '.join(tables)} created: closed to every consumer until `governance apply --yes` ({error})")
@@ -192,7 +201,7 @@ class PostgresWarehouse(Warehouse):
             try:
                 # Two runs creating the same table at once would collide in the catalog: one waits for the other.
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [f"raw.{source.name}"])
-                cursor.execute("CREATE SCHEMA IF NOT EXISTS raw")
+                create_schema(cursor, "raw")
                 cursor.execute("SELECT to_regclass($1) IS NULL", [f"raw.{source.name}"])
                 if cursor.fetchone()[0]:
                     cursor.execute(f"CREATE TABLE raw.{source.name} ({columns})")
@@ -314,7 +323,7 @@ class PostgresWarehouse(Warehouse):
         server = self.server()
         with server.cursor() as cursor:
             try:
-                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {PUBLISHED_SCHEMA}")
+                create_schema(cursor, PUBLISHED_SCHEMA)
                 for table in tables:
                     audited, published = f'{AUDIT_SCHEMA}."{table}"', f'{PUBLISHED_SCHEMA}."{table}"'
                     if table in whole:
@@ -375,7 +384,7 @@ class PostgresWarehouse(Warehouse):
         with server.cursor() as cursor:
             try:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [relation])
-                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                create_schema(cursor, schema)
                 cursor.adbc_ingest(table, batch.slice(0, 0), mode="create_append", db_schema_name=schema)
                 cursor.execute(f"DELETE FROM {relation} WHERE data_date BETWEEN $1 AND $2", [first_day, last_day])
                 cursor.adbc_ingest(table, batch, mode="append", db_schema_name=schema)
