@@ -1,7 +1,7 @@
 """The model lifecycle on real data, through a real Dagster instance, DuckDB file, dbt build and MLflow store.
 
 A January model is promoted on the floors; a worse challenger (same data, a learning rate four times higher) is
-blocked; the data of late June and early July, scored by the January model, drifts with the season; the sensor
+not promoted, the run succeeds and the January model scores its predictions; the data of late June and early July, scored by the January model, drifts with the season; the sensor
 asks for retraining; the retrained model beats the January one on the July holdout and is promoted; a rollback
 restores the January model; predictions carry whichever version is champion when they are scored.
 
@@ -84,6 +84,7 @@ def lifecycle(tmp_path_factory):
     from platform_assets.demo import deliver
     from platform_assets.instance import prepare_instance
     from platform_assets.ml.registry import champion_version
+    from platform_assets.automation.alerts import run_alerts
     from platform_assets.ml.sensors import retrain_on_drift
     from platform_assets.settings import load_settings
 
@@ -115,7 +116,11 @@ def lifecycle(tmp_path_factory):
         state.january = run("materialize_all", JANUARY)
         state.champion_after_january = champion()
         state.sensor_after_january = sense()[0]
-        state.worse = run("retrain_delay_model", run_config=WORSE)
+        # Training and scoring in one run: the not-promoted challenger blocks nothing the champion serves.
+        state.worse = run("materialize_all", JANUARY, run_config=WORSE, asset_selection=[
+            dg.AssetKey(["ml", "delay_model"]), dg.AssetKey(["ml", "flight_delay_predictions"])])
+        state.predictions_after_worse = _prediction_versions(settings, JANUARY)
+        state.alerts_after_worse = run_alerts(instance, defs.get_repository_def(), settings, state.worse.run_id)
         state.champion_after_worse = champion()
         state.summer = run("materialize_all", SUMMER, asset_selection=everything_but_training)
         state.request, cursor = sense()
@@ -152,17 +157,24 @@ def test_the_first_model_is_promoted_on_the_floors_alone(lifecycle):
     assert "previous_champion" not in version.tags
 
 
-def test_a_worse_challenger_is_blocked_and_the_champion_stays(lifecycle):
-    assert not lifecycle.worse.success  # the blocking check fails the run
+def test_a_worse_challenger_is_not_promoted_the_run_succeeds_and_the_champion_serves(lifecycle):
+    assert lifecycle.worse.success  # a gate decision, not a failure
     gate = _evaluations(lifecycle.instance, lifecycle.worse.run_id)[("ml/delay_model", "beats_champion")]
-    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     assert gate.metadata["champion_before"].value == gate.metadata["champion_after"].value == "1"
+    assert gate.metadata["serving"].value == "version 1"
+    # The same run scored its days with the champion it left in place, and alerted no one.
+    assert _materialization(lifecycle.instance, lifecycle.worse.run_id,
+                            "ml/flight_delay_predictions")["model_version"] == "1"
+    assert lifecycle.predictions_after_worse == {"1"}
+    assert lifecycle.alerts_after_worse == []
     failing = [line for line in gate.metadata["comparison"].value.splitlines() if "**FAIL**" in line]
     assert any(line.startswith("| overall | roc_auc |") for line in failing)
     assert any(line.startswith("| overall | log_loss |") for line in failing)
     assert lifecycle.champion_after_worse == "1"
     rejected = lifecycle.client.get_model_version(MODEL, "2")  # registered, never served
     assert rejected.tags["gate"] == "failed" and "promoted_at" not in rejected.tags
+    assert rejected.tags["gate_decision"].startswith("failed against champion version 1: overall roc_auc")
     assert lifecycle.client.get_run(rejected.run_id).data.params["learning_rate"] == "0.3"
 
 
