@@ -344,7 +344,7 @@ def flight_delay_predictions(
         metadata={
             "dagster/row_count": total,
             "rows_scored_this_run": len(scored),
-            "model_version": champion.version,
+            "model_version": str(champion.version),
             "mean_delay_probability": float(scored["delay_probability"].mean()) if len(scored) else 0.0,
         }
     )
