@@ -11,10 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from governance.catalog import load_catalog
 from governance.masking import PersonalData, personal_data
 from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.ml.drift import PROFILE_ARTIFACT, reference_profile
-from platform_assets.ml.gate import judge
+from platform_assets.ml.card import CARD_JSON, CARD_MARKDOWN, build_card, card_markdown, data_window
+from platform_assets.ml.gate import judge, segment_metrics
 from platform_assets.ml.model import (
     FEATURES, LABEL, as_model_input, build_pipeline, evaluate, hyperparameters_with, split_by_time,
 )
@@ -59,8 +61,8 @@ def masked_frame(frame, personal: PersonalData):
     return frame
 
 
-def log_artifacts(files: dict[str, bytes | str]) -> None:
-    """Log named files to the active MLflow run."""
+def log_artifacts(files: dict[str, bytes | str], run_id: str | None = None) -> None:
+    """Log named files to MLflow run `run_id` (default: the active run)."""
     import mlflow  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as folder:
@@ -70,7 +72,17 @@ def log_artifacts(files: dict[str, bytes | str]) -> None:
                 path.write_bytes(content)
             else:
                 path.write_text(content)
-        mlflow.log_artifacts(folder)
+        if run_id is None:
+            mlflow.log_artifacts(folder)
+        else:
+            mlflow.MlflowClient().log_artifacts(run_id, folder)
+
+
+def model_owner() -> dict:
+    """The owner of ml/delay_model in the governance catalog: team, steward, contact and on-call."""
+    catalog = load_catalog()
+    dataset, team = catalog.dataset(MODEL_KEY.to_user_string()), catalog.owner_of(MODEL_KEY.to_user_string())
+    return {"team": dataset.owner, "steward": dataset.steward, "contact": team.contact, "on_call": team.on_call}
 
 
 @dg.asset(
@@ -79,9 +91,9 @@ def log_artifacts(files: dict[str, bytes | str]) -> None:
     description="Gradient-boosted classifier of arrival delay over 15 minutes, trained on every labelled "
     "flight in `marts.flight_features` with the most recent days held out. Each materialization is an MLflow "
     "run (parameters, metrics, training and holdout datasets with their versions, the model with its signature, "
-    "evaluation plots) and a new registered version; the version becomes `champion` only when it passes the "
-    f"`{GATE_CHECK}` gate (policy: platform_assets/ml/lifecycle.yml). A version that does not pass is recorded "
-    "with its comparison and the run goes on: the champion keeps serving.",
+    "evaluation plots, a model card) and a new registered version; the version becomes `champion` only when it "
+    f"passes the `{GATE_CHECK}` gate (policy: platform_assets/ml/lifecycle.yml). A version that does not pass is "
+    "recorded with its comparison and the run goes on: the champion keeps serving.",
     deps=[dg.AssetKey(["marts", "flight_features"])],
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"scikitlearn", "mlflow"},
@@ -211,14 +223,26 @@ def delay_model(
     version = str(logged.registered_model_version)
     for tag, value in {**tags, "mlflow_run_id": run.info.run_id}.items():
         client.set_model_version_tag(name, version, tag, value)
+    champion_now = str(version) if decision.passed else (champion and str(champion.version))
+    serving = f"version {champion_now}" if champion_now else NOTHING_SERVES
+    # The card is logged before the alias can move: no version serves without one.
+    card = build_card(
+        model=name, version=version, created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        dagster_run_id=context.run.run_id, mlflow_run_id=run.info.run_id, owner=model_owner(), table=FEATURES_TABLE,
+        feature_dataset_version=feature_version, training=data_window(split.train, training_version),
+        holdout=data_window(split.holdout, holdout_version), hyperparameters=hyperparameters, seed=seed,
+        features=FEATURES, metrics=metrics, segments=segment_metrics(policy.gate, split.holdout, scores),
+        decision=decision, promoted=decision.passed, serving=serving, known_limits=policy.model_card.known_limits,
+    )
+    card_text = card_markdown(card)
+    log_artifacts({CARD_JSON: json.dumps(card, indent=2) + "\n", CARD_MARKDOWN: card_text}, run_id=run.info.run_id)
+    client.set_model_version_tag(name, version, "model_card", f"runs:/{run.info.run_id}/{CARD_MARKDOWN}")
     # The alias moves only on a passing gate, before the check reports it.
     if decision.passed:
         move = promote(client, name, version, f"gate, dagster run {context.run.run_id}", decision.summary(),
                        load_settings().mlflow_dir / HISTORY_FILE)
         context.log.info(move.line())
-    champion_now = str(version) if decision.passed else (champion and str(champion.version))
-    serving = f"version {champion_now}" if champion_now else NOTHING_SERVES
-    if not decision.passed:
+    else:
         context.log.warning(f"version {version} is not promoted ({decision.summary()}); serving: {serving}")
     run_url = mlflow.run_url(experiment_id, run.info.run_id)
     yield dg.AssetCheckResult(
@@ -248,6 +272,7 @@ def delay_model(
             "gate_seconds": round(gate_seconds, 2),
             **{f"holdout_{metric}": value for metric, value in metrics.items()},
             "evaluation": dg.MetadataValue.md(markdown_image(plot, "ROC, precision-recall and calibration")),
+            "model_card": dg.MetadataValue.md(card_text),
         }
     )
 
