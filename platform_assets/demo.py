@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             run_passed, run_failed = check_results(instance, run_id)
             passed, failed = passed + run_passed, failed + run_failed
         model = latest_metadata(instance, "ml/delay_model")
+        predictions = latest_metadata(instance, "ml/flight_delay_predictions")
         drift = latest_metadata(instance, "ml/flight_delay_drift")
 
     print(f"[3/3] summary (run {', '.join(result.run_ids)}, {'SUCCESS' if result.success else 'FAILED'}, "
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"                held back what reads it: {', '.join(readers) or 'nothing'}")
     counts = layer_row_counts(settings)
     for schema, tables in counts.items():
-        listed = ", ".join(f"{table} {rows:,}" for table, rows in tables.items())
+        listed = ", ".join(f"{table} {rows:,}" for table, rows in tables.items()) or "(no tables)"
         print(f"  {schema:13} {listed}")
     print(f"  checks        {passed} passed, {len(failed)} failed")
     for failure in failed:
@@ -101,10 +102,16 @@ def main(argv: list[str] | None = None) -> int:
     if model:
         print(f"  model         version {model.get('model_version')}, holdout ROC AUC "
               f"{model.get('holdout_roc_auc', float('nan')):.3f}, average precision "
-              f"{model.get('holdout_average_precision', float('nan')):.3f}, champion: "
-              f"{model.get('promoted_to_champion')} ({model.get('gate_decision')}); training "
+              f"{model.get('holdout_average_precision', float('nan')):.3f}, "
+              f"{'promoted' if model.get('promoted_to_champion') else 'not promoted'} ({model.get('gate_decision')}); "
+              "training "
               f"{model.get('training_seconds')}s, gate {model.get('gate_seconds')}s")
-    if drift:
+    if model or predictions:
+        print(f"  serving       {serving_line(model, predictions)}")
+    if drift.get("skipped"):
+        print("  drift         not measured: " + ("no flight was scored (no model serves)" if predictions.get("skipped")
+                                                  else drift["skipped"]))
+    elif drift:
         print(f"  drift         {drift.get('days_significant')} of {drift.get('days_judged')} judged days significant "
               f"against the training reference (table ml.flight_delay_drift)")
     print(f"  data folder   {settings.data_dir}")
@@ -115,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     print("                make mlflow  MLflow UI on http://127.0.0.1:5000: the training runs, metrics, the "
           "registered model")
     return 0 if result.success else 1
+
+
+def serving_line(model: dict, predictions: dict) -> str:
+    """Which version scores the flights, or why none does (the reason predictions and drift were skipped)."""
+    if predictions.get("skipped"):
+        return f"{predictions['skipped']}; predictions skipped, nothing failed"
+    return str(model.get("serving") or f"version {predictions.get('model_version')}")
 
 
 def governance_report(settings: Settings) -> str:

@@ -108,3 +108,50 @@ def test_the_shipped_policy_loads_and_bad_policies_name_file_and_key(tmp_path):
     broken.write_text("gate: [unclosed")
     with pytest.raises(PolicyError, match="cannot be read"):
         load_policy(broken)
+
+
+def test_segment_metrics_are_the_gates_segments_of_one_version():
+    from platform_assets.ml.gate import segment_metrics
+
+    frame, risk = holdout()
+    ours = scores(risk, 0.05)
+    metrics = segment_metrics(POLICY, frame, ours)
+    decision = judge(POLICY, frame, ours, scores(risk, 0.05, seed=2), "1")
+    judged = {c.scope for c in decision.comparisons if c.scope != "overall"}
+    assert {scope for scope, values in metrics.items() if values is not None} == judged
+    assert metrics["carrier=HA"] is None and "carrier=HA (" in decision.markdown()  # too few flights
+    roc = next(c for c in decision.comparisons if c.scope == "carrier=UA" and c.metric == "roc_auc")
+    assert metrics["carrier=UA"]["roc_auc"] == roc.challenger
+
+
+def test_a_model_card_is_valid_json_with_every_section():
+    import json
+
+    from platform_assets.ml.card import build_card, card_markdown, data_window
+    from platform_assets.ml.gate import segment_metrics
+    from platform_assets.ml.model import evaluate
+
+    frame, risk = holdout()
+    frame["flight_date"] = pd.Timestamp("2013-01-20") + pd.to_timedelta(np.arange(len(frame)) % 5, unit="D")
+    ours = scores(risk, 0.4)
+    decision = judge(POLICY, frame, ours, scores(risk, 0.01, seed=2), "4")  # a better champion: not passed
+    card = build_card(
+        model="m", version="5", created_at="2026-11-27T00:00:00+00:00", dagster_run_id="d", mlflow_run_id="r",
+        owner={"team": "ml-platform", "steward": "s@example.com", "contact": "c", "on_call": "o"}, table="t",
+        feature_dataset_version="v", training=data_window(frame, "a"), holdout=data_window(frame, "b"),
+        hyperparameters={"max_iter": 200}, seed=7, features=["carrier"],
+        metrics=evaluate(frame["is_arr_delayed_15"].to_numpy(dtype=int), ours),
+        segments=segment_metrics(POLICY, frame, ours), decision=decision, promoted=False, serving="version 4",
+        known_limits=["a limit from the policy"])
+    json.dumps(card, allow_nan=False)  # segments of one class have no ROC AUC: null, not NaN
+    assert card["training_data"]["holdout"] == {"digest": "b", "first_day": "2013-01-20", "last_day": "2013-01-24",
+                                                "days": 5, "rows": 3000}
+    assert card["gate"]["passed"] is False and card["gate"]["champion_before"] == "4"
+    assert card["gate"]["decision"].startswith("failed against champion version 4")
+    assert card["metrics"]["by_segment"]["carrier=HA"] is None
+    assert card["known_limits"][-1] == "a limit from the policy"
+    assert any("carrier=HA" in limit for limit in card["known_limits"])
+    assert card["sign_off"] == {"required": False, "status": "none yet", "by": None, "at": None}
+    text = card_markdown(card)
+    assert "# Model card: m version 5" in text and "| carrier=HA | not measured |" in text
+    assert "Not promoted; serving after the decision: version 4." in text

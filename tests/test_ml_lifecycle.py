@@ -1,9 +1,10 @@
 """The model lifecycle on real data, through a real Dagster instance, DuckDB file, dbt build and MLflow store.
 
 A January model is promoted on the floors; a worse challenger (same data, a learning rate four times higher) is
-blocked; the data of late June and early July, scored by the January model, drifts with the season; the sensor
-asks for retraining; the retrained model beats the January one on the July holdout and is promoted; a rollback
-restores the January model; predictions carry whichever version is champion when they are scored.
+not promoted, its run succeeds and the January model scores that run's days; the data of late June and early
+July, scored by the January model, drifts with the season; the sensor asks for retraining; the retrained model
+beats the January one on the July holdout and is promoted; a rollback restores the January model; predictions
+carry whichever version is champion when they are scored; every version has a model card.
 
 Jobs run in process (one process, no per-step start-up) with resources pointing at this test's data folder.
 """
@@ -84,6 +85,7 @@ def lifecycle(tmp_path_factory):
     from platform_assets.demo import deliver
     from platform_assets.instance import prepare_instance
     from platform_assets.ml.registry import champion_version
+    from platform_assets.automation.alerts import run_alerts
     from platform_assets.ml.sensors import retrain_on_drift
     from platform_assets.settings import load_settings
 
@@ -115,7 +117,11 @@ def lifecycle(tmp_path_factory):
         state.january = run("materialize_all", JANUARY)
         state.champion_after_january = champion()
         state.sensor_after_january = sense()[0]
-        state.worse = run("retrain_delay_model", run_config=WORSE)
+        # Training and scoring in one run: the not-promoted challenger blocks nothing the champion serves.
+        state.worse = run("materialize_all", JANUARY, run_config=WORSE, asset_selection=[
+            dg.AssetKey(["ml", "delay_model"]), dg.AssetKey(["ml", "flight_delay_predictions"])])
+        state.predictions_after_worse = _prediction_versions(settings, JANUARY)
+        state.alerts_after_worse = run_alerts(instance, defs.get_repository_def(), settings, state.worse.run_id)
         state.champion_after_worse = champion()
         state.summer = run("materialize_all", SUMMER, asset_selection=everything_but_training)
         state.request, cursor = sense()
@@ -152,17 +158,24 @@ def test_the_first_model_is_promoted_on_the_floors_alone(lifecycle):
     assert "previous_champion" not in version.tags
 
 
-def test_a_worse_challenger_is_blocked_and_the_champion_stays(lifecycle):
-    assert not lifecycle.worse.success  # the blocking check fails the run
+def test_a_worse_challenger_is_not_promoted_the_run_succeeds_and_the_champion_serves(lifecycle):
+    assert lifecycle.worse.success  # a gate decision, not a failure
     gate = _evaluations(lifecycle.instance, lifecycle.worse.run_id)[("ml/delay_model", "beats_champion")]
-    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     assert gate.metadata["champion_before"].value == gate.metadata["champion_after"].value == "1"
+    assert gate.metadata["serving"].value == "version 1"
+    # The same run scored its days with the champion it left in place, and alerted no one.
+    assert _materialization(lifecycle.instance, lifecycle.worse.run_id,
+                            "ml/flight_delay_predictions")["model_version"] == "1"
+    assert lifecycle.predictions_after_worse == {"1"}
+    assert lifecycle.alerts_after_worse == []
     failing = [line for line in gate.metadata["comparison"].value.splitlines() if "**FAIL**" in line]
     assert any(line.startswith("| overall | roc_auc |") for line in failing)
     assert any(line.startswith("| overall | log_loss |") for line in failing)
     assert lifecycle.champion_after_worse == "1"
     rejected = lifecycle.client.get_model_version(MODEL, "2")  # registered, never served
     assert rejected.tags["gate"] == "failed" and "promoted_at" not in rejected.tags
+    assert rejected.tags["gate_decision"].startswith("failed against champion version 1: overall roc_auc")
     assert lifecycle.client.get_run(rejected.run_id).data.params["learning_rate"] == "0.3"
 
 
@@ -270,3 +283,42 @@ def test_rollback_restores_the_previous_champion_and_records_who_and_why(lifecyc
 def test_predictions_carry_the_version_that_was_champion_when_they_were_scored(lifecycle):
     assert lifecycle.predictions_after_retrain == {"3"}
     assert lifecycle.predictions_after_rollback == {"1"}
+
+
+def test_every_version_has_a_model_card_in_mlflow_and_in_its_materialization(lifecycle):
+    import json
+
+    from platform_assets.ml.policy import load_policy
+
+    client = lifecycle.client
+    rejected = client.get_model_version(MODEL, "2")  # the challenger the gate did not promote
+    assert rejected.tags["model_card"] == f"runs:/{rejected.run_id}/model_card.md"
+    folder = client.download_artifacts(rejected.run_id, "model_card.json")
+    card = json.loads(open(folder).read())
+    run = client.get_run(rejected.run_id)
+    data = card["training_data"]
+    assert (card["version"], card["mlflow_run_id"], card["dagster_run_id"]) == (
+        "2", rejected.run_id, lifecycle.worse.run_id)
+    assert data["training"]["digest"] == rejected.tags["training_dataset_version"]
+    assert data["holdout"]["digest"] == rejected.tags["holdout_dataset_version"]
+    assert data["training"]["rows"] == int(run.data.params["train_rows"])
+    assert data["holdout"]["rows"] == int(run.data.params["holdout_rows"])
+    assert (data["training"]["first_day"], data["holdout"]["first_day"], data["holdout"]["last_day"]) == (
+        str(JANUARY[0]), rejected.tags["holdout_start"], str(JANUARY[1]))
+    assert card["metrics"]["overall"]["roc_auc"] == pytest.approx(run.data.metrics["holdout_roc_auc"], abs=1e-6)
+    gate = _evaluations(lifecycle.instance, lifecycle.worse.run_id)[("ml/delay_model", "beats_champion")]
+    judged = {line.split(" | ")[0].lstrip("| ") for line in gate.metadata["comparison"].value.splitlines()
+              if line.startswith("| carrier=") or line.startswith("| origin=")}
+    assert judged and {scope for scope, values in card["metrics"]["by_segment"].items() if values} == judged
+    assert card["gate"] | {"comparisons": None} == {
+        "passed": False, "decision": gate.metadata["decision"].value, "champion_before": "1", "promoted": False,
+        "serving_after": "version 1", "comparisons": None}
+    assert card["owner"]["team"] == "ml-platform" and card["owner"]["steward"] == "priya.nair@example.com"
+    assert card["sign_off"]["status"] == "none yet"
+    assert set(load_policy().model_card.known_limits) <= set(card["known_limits"])
+    markdown = open(client.download_artifacts(rejected.run_id, "model_card.md")).read()
+    assert _materialization(lifecycle.instance, lifecycle.worse.run_id, "ml/delay_model")["model_card"] == markdown
+    assert "Not promoted; serving after the decision: version 1." in markdown
+    first = json.loads(open(client.download_artifacts(client.get_model_version(MODEL, "1").run_id,
+                                                      "model_card.json")).read())
+    assert first["gate"]["promoted"] and first["gate"]["champion_before"] is None

@@ -98,15 +98,35 @@ def judge(
         champion = evaluate(labels, champion_scores)
         comparisons += [_against_champion("overall", metric, challenger[metric], champion[metric], tolerance)
                         for metric, tolerance in policy.tolerances.overall.items()]
-        for column in policy.segments:
-            for value, rows in holdout.groupby(column, sort=True).indices.items():
-                scope = f"{column}={value}"
-                segment_labels = labels[rows]
-                if len(rows) < policy.min_segment_rows or len(np.unique(segment_labels)) < 2:
-                    unjudged.append(f"{scope} ({len(rows)})")
-                    continue
-                ours = evaluate(segment_labels, challenger_scores[rows])
-                theirs = evaluate(segment_labels, champion_scores[rows])
-                comparisons += [_against_champion(scope, metric, ours[metric], theirs[metric], tolerance)
-                                for metric, tolerance in policy.tolerances.segment.items()]
+        for segment in segments_of(policy, holdout):
+            if not segment.judged:
+                unjudged.append(f"{segment.scope} ({len(segment.rows)})")
+                continue
+            ours = evaluate(labels[segment.rows], challenger_scores[segment.rows])
+            theirs = evaluate(labels[segment.rows], champion_scores[segment.rows])
+            comparisons += [_against_champion(segment.scope, metric, ours[metric], theirs[metric], tolerance)
+                            for metric, tolerance in policy.tolerances.segment.items()]
     return GateDecision(champion_version, tuple(comparisons), tuple(unjudged))
+
+
+@dataclass(frozen=True)
+class Segment:
+    scope: str  # column=value
+    rows: np.ndarray  # positions in the holdout
+    judged: bool  # enough flights of both classes to be judged (policy.min_segment_rows)
+
+
+def segments_of(policy: GatePolicy, holdout: pd.DataFrame) -> list[Segment]:
+    """The holdout's segments the gate looks at (each value of each policy segment column), in a stable order."""
+    labels = holdout[LABEL].to_numpy(dtype=int)
+    return [Segment(f"{column}={value}", rows,
+                    len(rows) >= policy.min_segment_rows and len(np.unique(labels[rows])) == 2)
+            for column in policy.segments
+            for value, rows in holdout.groupby(column, sort=True).indices.items()]
+
+
+def segment_metrics(policy: GatePolicy, holdout: pd.DataFrame, scores: np.ndarray) -> dict[str, dict | None]:
+    """One version's holdout metrics per segment the gate judges (None for those too small to judge)."""
+    labels = holdout[LABEL].to_numpy(dtype=int)
+    return {segment.scope: evaluate(labels[segment.rows], scores[segment.rows]) if segment.judged else None
+            for segment in segments_of(policy, holdout)}

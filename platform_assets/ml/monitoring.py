@@ -7,13 +7,14 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.lineage import table_dataset, tracked
-from platform_assets.ml.assets import FEATURES_TABLE, PREDICTIONS_TABLE, log_artifacts
+from platform_assets.ml.assets import FEATURES_TABLE, PREDICTIONS_TABLE, log_artifacts, table_rows
 from platform_assets.ml.drift import (
     PROFILE_ARTIFACT, SCORE, DayDrift, days_markdown, drift_rows, features_markdown, measure_day,
 )
 from platform_assets.ml.model import FEATURES, LABEL
 from platform_assets.ml.plots import drift_png, markdown_image
 from platform_assets.ml.policy import load_policy
+from platform_assets.ml.registry import why_no_champion
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import DATA_START
@@ -57,6 +58,24 @@ def _measure(frame: pd.DataFrame, profiles: dict[str, dict], first_day: dt.date,
         days.append(measure_day(profiles[version], in_window[in_window["model_version"] == version], day, version,
                                 policy))
     return days
+
+
+def _measure_scored(store, mlflow: MlflowResource, first_day: dt.date, last_day: dt.date, policy) -> list[DayDrift]:
+    frame = store.read(
+        f"SELECT f.data_date, f.flight_date, {', '.join('f.' + c for c in FEATURES)}, f.{LABEL}, p.{SCORE}, "
+        f"p.model_version FROM {FEATURES_TABLE} f JOIN {PREDICTIONS_TABLE} p USING (flight_id) "
+        "WHERE f.data_date BETWEEN $1 AND $2 ORDER BY f.flight_id",
+        [first_day - dt.timedelta(days=policy.window_days - 1), last_day],
+    )
+    profiles = _reference_profiles(mlflow, frame["model_version"].unique())
+    return _measure(frame, profiles, first_day, last_day, policy)
+
+
+def _why_nothing_scored(mlflow: MlflowResource, first_day: dt.date, last_day: dt.date) -> str:
+    import mlflow as mlflow_client  # noqa: PLC0415
+
+    no_champion = why_no_champion(mlflow_client.MlflowClient(), mlflow.registered_model_name)
+    return f"no scored flights in {first_day}..{last_day}" + (f": {no_champion}" if no_champion else "")
 
 
 def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
@@ -103,19 +122,19 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
 
     policy = load_policy().drift
     first_day, last_day = partition_dates(context)
+    mlflow.configure()
     with warehouse.open() as store:
-        frame = store.read(
-            f"SELECT f.data_date, f.flight_date, {', '.join('f.' + c for c in FEATURES)}, f.{LABEL}, p.{SCORE}, "
-            f"p.model_version FROM {FEATURES_TABLE} f JOIN {PREDICTIONS_TABLE} p USING (flight_id) "
-            "WHERE f.data_date BETWEEN $1 AND $2 ORDER BY f.flight_id",
-            [first_day - dt.timedelta(days=policy.window_days - 1), last_day],
-        )
-        mlflow.configure()
-        profiles = _reference_profiles(mlflow, frame["model_version"].unique())
-        days = _measure(frame, profiles, first_day, last_day, policy)
+        # Nothing is scored while no version has passed the gate (the table may not exist yet): no days to judge.
+        days = [] if table_rows(store, PREDICTIONS_TABLE) is None else _measure_scored(store, mlflow, first_day,
+                                                                                          last_day, policy)
         rows = pd.DataFrame([row for drift in days for row in drift_rows(drift)], columns=_DRIFT_COLUMNS)
-        total = store.replace_days(DRIFT_TABLE, rows, first_day, last_day)
+        existing = table_rows(store, DRIFT_TABLE)
+        # No rows and no table: nothing to replace, and a table created from an empty frame would have no types.
+        total = store.replace_days(DRIFT_TABLE, rows, first_day, last_day) if days or existing is not None else 0
 
+    skipped = None if days else _why_nothing_scored(mlflow, first_day, last_day)
+    if skipped:
+        context.log.warning(f"drift for {first_day}..{last_day} not measured: {skipped}")
     significant = [drift for drift in days if drift.significant]
     judged = [drift for drift in days if drift.judged]
     metadata = {
@@ -124,8 +143,10 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         "days_significant": len(significant),
         "significant_days": ", ".join(str(drift.day) for drift in significant) or "none",
         "model_versions": ", ".join(sorted({drift.model_version for drift in days})) or "none",
-        "days": dg.MetadataValue.md(days_markdown(days) if days else f"No scored flights in {first_day}..{last_day}."),
+        "days": dg.MetadataValue.md(days_markdown(days) if days else f"{skipped}."),
     }
+    if not days:
+        metadata["skipped"] = skipped
     materialization = {"dagster/row_count": total}
     if days:
         latest = judged[-1] if judged else days[-1]

@@ -1,4 +1,5 @@
-"""The lifecycle policy (lifecycle.yml): the promotion gate and the drift thresholds, typed and validated."""
+"""The lifecycle policy (lifecycle.yml): the promotion gate, the drift thresholds and what every model card says,
+typed and validated."""
 
 from __future__ import annotations
 
@@ -90,10 +91,16 @@ class DriftPolicy(BaseModel):
         return [feature for feature in FEATURES if feature not in self.ignored_features]
 
 
+class ModelCardPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    known_limits: list[str] = []  # what every version's card says it cannot be trusted for
+
+
 class LifecyclePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     gate: GatePolicy
     drift: DriftPolicy
+    model_card: ModelCardPolicy = ModelCardPolicy()
 
 
 def parse_policy(content: object, source: str = str(POLICY_PATH)) -> LifecyclePolicy:

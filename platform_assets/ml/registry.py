@@ -11,6 +11,7 @@ from pathlib import Path
 CHAMPION = "champion"
 HISTORY_FILE = "champion_history.jsonl"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
+GATE_DECISION_TAG = "gate_decision"  # the gate's one-line summary, on every version
 
 
 class RegistryError(RuntimeError):
@@ -43,6 +44,21 @@ def champion_version(client, name: str):
         if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error).lower():
             return None
         raise
+
+
+def why_no_champion(client, name: str) -> str | None:
+    """Why nothing serves (the newest version's gate decision, or no version at all), or None when a champion
+    serves. What predictions and drift report instead of scoring."""
+    if champion_version(client, name) is not None:
+        return None
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        return (f"no model serves: model '{name}' has no registered version yet (materialize ml/delay_model; a "
+                "version serves once it passes the promotion gate)")
+    newest = max(versions, key=lambda version: int(version.version))
+    decision = newest.tags.get(GATE_DECISION_TAG) or f"gate {newest.tags.get('gate', 'not recorded')}"
+    return (f"no model serves: no version of '{name}' has passed the promotion gate yet ({len(versions)} "
+            f"registered; the newest, version {newest.version}: {decision})")
 
 
 def _record(client, history: Path, move: ChampionMove) -> ChampionMove:
