@@ -305,3 +305,13 @@ def test_steps_creating_tables_at_once_on_a_new_warehouse_do_not_collide(team):
             cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'raw'")
             assert cursor.fetchone()[0] == len(sources)
             cursor.execute("DROP SCHEMA raw CASCADE")
+
+
+def test_reads_from_the_server_are_typed_as_duckdb_gives_them_to_pandas(team, embedded):
+    """The platform's steps read frames through the interface: the same column types on both targets (PostgreSQL's
+    numeric arrives from the ADBC driver as text in an extension type, read here as float64), streamed."""
+    sql = "SELECT CAST(1.5 AS NUMERIC(4, 2)) AS n, 7 AS i, CAST('2013-01-02' AS DATE) AS d, 'x' AS s WHERE 3 = $1"
+    on_server, in_file = team.read(sql, [3]), embedded.read(sql, [3])
+    assert on_server.dtypes.to_dict() == in_file.dtypes.to_dict()
+    assert on_server["n"].tolist() == [1.5] and str(on_server["n"].dtype) == "float64"
+    assert on_server.to_dict("records") == in_file.to_dict("records")

@@ -78,6 +78,25 @@ def create_schema(cursor, schema: str) -> None:
     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
+def _numeric_as_double(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The batches of `reader` with PostgreSQL's numeric columns (text in an Arrow extension type) as float64."""
+    numeric = {index for index, field in enumerate(reader.schema) if isinstance(field.type, pa.BaseExtensionType)
+               and (field.metadata or {}).get(b"POSTGRESQL:type") == b"numeric"}
+    if not numeric:
+        return reader
+    schema = reader.schema
+    for index in numeric:
+        schema = schema.set(index, pa.field(schema.field(index).name, pa.float64()))
+
+    def batches():
+        for batch in reader:
+            yield pa.RecordBatch.from_arrays(
+                [column.storage.cast(pa.float64()) if index in numeric else column
+                 for index, column in enumerate(batch.columns)], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 class PublishedOnServer(PublishedRows):
     """The published rows of raw.<table> on the PostgreSQL server; the batch's keys are read from the scratch
     DuckDB (`local`) and sent to the server when the cross-day key rule asks."""
@@ -341,20 +360,16 @@ class PostgresWarehouse(Warehouse):
 
     @contextmanager
     def _pulled(self, sql: str, parameters: Sequence = ()) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A scratch DuckDB holding the rows of `sql` on the server as table `pulled` (PostgreSQL's numeric, which the
-        ADBC driver gives as text, as DOUBLE, as DuckDB gives a DECIMAL to pandas)."""
+        """A scratch DuckDB reading the rows of `sql` on the server as table `pulled`, streamed batch by batch (read
+        once; a published mart at scale 5 is millions of rows), PostgreSQL's numeric (which the ADBC driver gives as
+        text) as DOUBLE, as DuckDB gives a DECIMAL to pandas."""
         server = self.server()
         with tempfile.TemporaryDirectory(prefix="platform-read-") as spill, server.cursor() as cursor:
             local = duckdb.connect(":memory:", config={"temp_directory": spill, **(
                 {"memory_limit": self.memory_limit} if self.memory_limit else {})})
             try:
                 cursor.execute(sql, list(parameters) or None)
-                rows = cursor.fetch_arrow_table()
-                for index, field in enumerate(rows.schema):
-                    if isinstance(field.type, pa.ExtensionType) and field.metadata and \
-                            field.metadata.get(b"POSTGRESQL:type") == b"numeric":
-                        rows = rows.set_column(index, field.name, rows.column(index).cast(pa.string()).cast(pa.float64()))
-                local.register("pulled", rows)
+                local.register("pulled", _numeric_as_double(cursor.fetch_record_batch()))
                 yield local
             finally:
                 local.close()
