@@ -315,3 +315,32 @@ def test_reads_from_the_server_are_typed_as_duckdb_gives_them_to_pandas(team, em
     assert on_server.dtypes.to_dict() == in_file.dtypes.to_dict()
     assert on_server["n"].tolist() == [1.5] and str(on_server["n"].dtype) == "float64"
     assert on_server.to_dict("records") == in_file.to_dict("records")
+
+
+def test_a_snapshot_loaded_by_two_runs_at_once_is_published_once(team, delivered):
+    """Two runs over different days may both load a reference snapshot that is not loaded yet (their raw steps run
+    at once on two workers): the second publish replaces the first, never adds a second copy."""
+    import threading
+
+    planes = SOURCES["planes"]
+    start, errors = threading.Barrier(2), []
+
+    def run_snapshot_step():
+        warehouse = PostgresWarehouse(team.url)
+        try:
+            deliveries = planned_deliveries(delivered, planes, loaded=warehouse.loaded_snapshots(planes))
+            start.wait()
+            ingest_deliveries(warehouse, planes, deliveries, "snapshot")
+        except Exception as error:  # noqa: BLE001  (collected: the assertion names them)
+            errors.append(error)
+        finally:
+            warehouse.close()
+
+    threads = [threading.Thread(target=run_snapshot_step) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    rows = server_rows(team, "planes", ["tailnum", "_data_date"])
+    assert rows and len(rows) == len(set(rows)), "every plane of the snapshot once"

@@ -288,6 +288,9 @@ class PostgresWarehouse(Warehouse):
         rows = local.sql(f"SELECT * FROM raw.{source.name}").to_arrow_reader()
         with server.cursor() as cursor:
             try:
+                # One publish of a table at a time: two runs over different days may load the same new snapshot at
+                # once, and two uncommitted deletes of its day see nothing, so both copies would stay.
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [f"raw.{source.name}"])
                 cursor.execute(f"DELETE FROM raw.{source.name} WHERE {days_predicate(days)}")
                 cursor.adbc_ingest(source.name, rows, mode="append", db_schema_name="raw")
                 server.commit()
