@@ -21,7 +21,8 @@ from governance.graph import load_asset_graph, load_manifest
 from governance.identity import DEFAULT_DAYS, IdentityError, issue_token, list_tokens, revoke_token
 from governance.impact import impact
 from governance.lineage import LineageError, events_path, load_events, render, trace
-from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
+from governance.model_cards import cards_by_dataset
+from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, mlflow_artifacts_dir, warehouse_path
 from governance.policy import access_matrix
 from governance.postgres import PASSWORD_DAYS, ApplyError, apply_catalog, issue_password
 from governance.report import render_report
@@ -149,8 +150,10 @@ def _report(args: argparse.Namespace) -> dict:
     status = latest_check_status(catalog, lineage_dir())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(catalog, load_asset_graph(), status), encoding="utf-8")
-    return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status)}
+    cards = cards_by_dataset(catalog, lineage_dir(), mlflow_artifacts_dir())
+    out.write_text(render_report(catalog, load_asset_graph(), status, model_cards=cards), encoding="utf-8")
+    return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status),
+            "model_cards": sum(len(found) for found in cards.values())}
 
 
 def _repository_catalog(args: argparse.Namespace):

@@ -8,6 +8,7 @@ from html import escape
 from governance.catalog import Catalog
 from governance.check_status import summary
 from governance.graph import AssetNode, depths
+from governance.model_cards import ModelCard
 from governance.policy import access_matrix
 
 COLORS = {"public": "#d8f0d8", "internal": "#dce8f8", "confidential": "#fbe8c8", "restricted": "#f8d0d0"}
@@ -23,11 +24,12 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}t
 .failed{color:#b71c1c;font-weight:600}.passed{color:#2e7d32}.unknown{color:#757575}
 section.dataset{border:1px solid #e4e4e4;border-radius:6px;padding:4px 14px;margin:12px 0}
 svg text{font:12px system-ui,sans-serif}svg a:hover rect{stroke:#000;stroke-width:1.5}
+details pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:6px 10px;font-size:12px}
 """
 
 
 def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[str, dict],
-                  generated_at: dt.datetime | None = None) -> str:
+                  generated_at: dt.datetime | None = None, model_cards: dict[str, list[ModelCard]] | None = None) -> str:
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     keys = sorted(catalog.datasets, key=lambda k: (depths(graph).get(k, 0), k))
     parts = [
@@ -43,7 +45,7 @@ def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[st
         "<h2>Consumers</h2>", _consumers(catalog),
         "<h2>Teams</h2>", _teams(catalog),
         "<h2>Dataset details and access</h2>",
-        *(_dataset_section(catalog, key, checks.get(key)) for key in keys),
+        *(_dataset_section(catalog, key, checks.get(key), (model_cards or {}).get(key, [])) for key in keys),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -153,7 +155,7 @@ def _teams(catalog: Catalog) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
+def _dataset_section(catalog: Catalog, key: str, checks: dict | None, cards: list[ModelCard] = ()) -> str:
     dataset = catalog.datasets[key]
     team = catalog.teams[dataset.owner]
     parts = [f'<section class="dataset" id="{_anchor(key)}"><h3>{escape(key)}</h3>',
@@ -166,6 +168,8 @@ def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
         parts.append(f"<p>Latest checks:</p><ul>{items}</ul>")
     else:
         parts.append('<p>Latest checks: <span class="unknown">unknown</span> (no lineage event reported them).</p>')
+    if cards:
+        parts.append(_model_cards(cards))
     if dataset.published:
         parts.append(_access_table(catalog, key))
     elif dataset.columns:
@@ -176,6 +180,26 @@ def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
         parts.append("<p class='muted'>Not published: no role reads it through governance.</p>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _card_anchor(card: ModelCard) -> str:
+    return f"card-{card.model}-{card.version}"
+
+
+def _model_cards(cards: list[ModelCard]) -> str:
+    """Every version's model card, newest first: a linked line with its gate decision, then the card itself (the
+    page stays self-contained; the file's path is shown, not fetched)."""
+    items = "".join(
+        f'<li><a href="#{escape(_card_anchor(card))}">{escape(card.model)} version {escape(card.version)}</a> '
+        f'<span class="muted">{escape(card.created_at)}</span>: '
+        f'{"promoted" if card.promoted else "not promoted"} ({escape(card.gate)}); serving after: '
+        f"{escape(card.serving_after)}</li>" for card in cards)
+    bodies = "".join(
+        f'<details id="{escape(_card_anchor(card))}"><summary>Model card of version {escape(card.version)} '
+        f'<span class="muted">{escape(str(card.markdown))}</span></summary>'
+        f"<pre>{escape(card.text or 'model_card.md is missing beside model_card.json')}</pre></details>"
+        for card in cards)
+    return f"<p>Model cards ({len(cards)}, from the MLflow artifact store):</p><ul>{items}</ul>{bodies}"
 
 
 def _check_item(name: str, result: dict) -> str:

@@ -421,6 +421,39 @@ def test_report_renders_without_any_check_status():
     assert text.count("no lineage event reported them") == len(CATALOG.datasets)
 
 
+
+def _model_card(data_dir: Path, run: str, version: str, promoted: bool) -> None:
+    """A card as platform_assets/ml/card.py writes it, where MLflow keeps a run's artifacts in the data folder."""
+    folder = data_dir / "mlflow" / "artifacts" / run / "artifacts"
+    folder.mkdir(parents=True)
+    card = {"model": "flight_delay_classifier", "version": version, "created_at": f"2013-0{version}-01T00:00:00",
+            "gate": {"passed": promoted, "decision": "passed" if promoted else "failed: roc_auc 0.59 < 0.60",
+                     "promoted": promoted, "serving_after": "version 1"}}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    (folder / "model_card.md").write_text(f"# Model card: flight_delay_classifier version {version}\n\n<sign-off>\n")
+
+
+def test_the_report_links_every_model_card_from_the_dataset_that_registers_the_model(data_dir, capsys):
+    _lineage_event(data_dir / "lineage", "flight_delay_classifier", [], "2013-01-03T00:00:00Z", job="ml/delay_model")
+    _model_card(data_dir, "a" * 32, "1", promoted=True)
+    _model_card(data_dir, "b" * 32, "2", promoted=False)
+    (data_dir / "mlflow" / "artifacts" / ("c" * 32) / "artifacts").mkdir(parents=True)
+    (data_dir / "mlflow" / "artifacts" / ("c" * 32) / "artifacts" / "model_card.json").write_text("{not json")
+    out = data_dir / "report.html"
+    assert governance_main(["report", "--out", str(out)]) == 0
+    assert "model_cards                 2" in capsys.readouterr().out
+    page = _Page()
+    page.feed(out.read_text())
+    text = " ".join(page.text)
+    assert all(href.startswith("#") for href in page.hrefs), "the cards are in the page, nothing is fetched"
+    assert {"#card-flight_delay_classifier-2", "#card-flight_delay_classifier-1"} <= set(page.hrefs)
+    assert {"card-flight_delay_classifier-1", "card-flight_delay_classifier-2"} <= set(page.ids)
+    section = out.read_text().split('id="ds-ml-delay_model"')[1].split("</section>")[0]
+    assert section.index("version 2</a>") < section.index("version 1</a>")  # newest first
+    assert "not promoted (failed: roc_auc 0.59 &lt; 0.60)" in section and "&lt;sign-off&gt;" in section
+    assert "Model card: flight_delay_classifier version 1" in text
+    assert text.count("Model cards (") == 1  # only the dataset whose job outputs the model
+
 # --- pure rules ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("old", "new", "compatible"), [
