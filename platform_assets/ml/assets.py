@@ -209,7 +209,7 @@ def delay_model(
             "evaluation.png": plot,
             "gate.md": f"{decision.summary()}\n\n{decision.markdown()}\n",
             PROFILE_ARTIFACT: json.dumps(reference_profile(split.train, split.holdout_start, scores, metrics,
-                                                           policy.drift.psi_bins)),
+                                                           policy.drift)),
         })
         logged = mlflow_client.sklearn.log_model(
             pipeline,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -75,9 +76,11 @@ class DriftPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     window_days: int = Field(ge=1)
     psi_bins: int = Field(ge=2)
+    reference: Literal["recent", "training"] = "recent"  # drift.REFERENCES
     ignored_features: list[str] = []
+    feature_psi: float = Field(default=0.25, gt=0)
     significant_features: int = Field(ge=1)
-    prediction_psi: float = Field(gt=0)
+    prediction_psi: float | None = Field(gt=0)  # None: the scores' distribution alone is no reason
     performance: PerformanceDrift
     min_scored_rows: int = Field(ge=1)
 
