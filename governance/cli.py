@@ -131,7 +131,7 @@ def _aligned(table: list[list[str]]) -> str:
 
 def _validate(args: argparse.Namespace) -> dict:
     catalog = _catalog(args)
-    result = validate(catalog, load_asset_graph(), load_manifest(), warehouse_path(), DBT_EXPOSURES)
+    result = validate(catalog, load_asset_graph(consumers=True), load_manifest(), warehouse_path(), DBT_EXPOSURES)
     answer = {"valid": result.ok, "problems": result.problems, "notes": result.notes}
     if not result.ok:
         raise Failed(answer)
