@@ -4,7 +4,8 @@ like (relative, with a trailing slash, through a symlink, unset), so a lineage b
 
 The profile cannot resolve a symlink (dbt and dbt-ol render profiles.yml with `env_var` and nothing else): the
 documented command's `dbt_target env` resolves the folder, and the profile refuses a path it can tell is not in
-that form. One real dbt-ol build (about 10 s), on a copy of the warehouse of conftest.pipeline_run."""
+that form. One real dbt-ol build (30-36 s on 2 cores shared under load 8), on a copy of the warehouse of
+conftest.pipeline_run (no pipeline run of its own)."""
 
 import json
 import os
