@@ -22,7 +22,8 @@ from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # dagster-dbt passes this process's environment to every dbt it starts (the parse of `dagster dev` just below, the
-# builds): profiles.yml picks the deployment's target and, on `team`, its warehouse connection from it.
+# builds): profiles.yml picks the deployment's target, the data folder (resolved: PLATFORM_DATA_DIR as dbt reads
+# it) and, on `team`, its warehouse connection from it.
 os.environ.update(dbt_target_env(load_settings()))
 dbt_project.prepare_if_dev()
 
@@ -196,7 +197,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # dagster-dbt passes this process's environment to dbt: profiles.yml reads the target and its warehouse (the
     # DuckDB file under PLATFORM_DATA_DIR, the resolved folder, or the team's server) and how often to retry a
     # locked file, the models read the run range.
-    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_target_env(settings),
+    os.environ.update(**dbt_target_env(settings),
                       **dbt_run_range_env(first_day, last_day), **dbt_lock_wait_env(warehouse.lock_wait_seconds))
     warehouse.wait_until_free()  # dbt-duckdb fails at once on a file another process holds
     target = dbt_target_path(data_dir, context.run.run_id)
