@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -220,7 +221,9 @@ def _accounted(context: dg.AssetExecutionContext, events: Iterator, warehouse, s
         remainder = meter.mark()
         meter.stop()
     if held:
+        started = time.perf_counter()
         accounted = iter(_record(context, attribute(held, remainder), warehouse))
+        context.log.debug(f"cost of {len(held)} materialization(s) recorded in {time.perf_counter() - started:.3f} s")
         yield from (next(accounted) if isinstance(item, Held) else item for item in queue)
     if failure is not None:
         raise failure
