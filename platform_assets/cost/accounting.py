@@ -164,12 +164,12 @@ def _record(context: dg.AssetExecutionContext, held: list[Held], warehouse) -> l
                                      budget, previous)
                 written = None if size is None else size - (before or 0)
                 extra[name] = {"cost/table_bytes": size, "cost/bytes_written": written, "cost/alert": alert}
-                rows.append([context.run.run_id, context.op_def.name, name, first_day, last_day, days, now, reading.wall_seconds,
-                             reading.cpu_seconds, item.own_seconds, reading.peak_memory_bytes,
+                rows.append([context.run.run_id, context.op_def.name, name, first_day, last_day, days, now,
+                             reading.wall_seconds, reading.cpu_seconds, item.own_seconds, reading.peak_memory_bytes,
                              _first(metadata, ROWS_IN_KEYS), _first(metadata, ROWS_OUT_KEYS), size, written,
                              reading.spill_bytes, alert])
             store.append(COST_TABLE, COST_COLUMNS, rows)
-    except Exception as error:  # noqa: BLE001  (the data is materialized: a cost row that cannot be written is a warning)
+    except Exception as error:  # noqa: BLE001  (the data is materialized: a cost row not written is a warning)
         context.log.warning(f"cost of {', '.join(datasets)} not recorded in {COST_TABLE}: "
                             f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     events = []
