@@ -16,6 +16,7 @@ from platform_assets.checks.distribution import feature_distribution  # noqa: E4
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
 from platform_assets.consumers import consumer_specs  # noqa: E402
+from platform_assets.cost.accounting import with_cost_accounting  # noqa: E402
 from platform_assets.execution import platform_executor  # noqa: E402
 from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
@@ -87,8 +88,10 @@ def _require_catalog_entries(assets: list) -> None:
 
 ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift]
 _require_catalog_entries(ASSETS)
+# Every asset's materializations carry their cost and are recorded in ops.asset_costs (platform_assets/cost).
 # The consumers are not materialized: materialize_all and the automation leave them out.
-ALL_ASSETS = [*dg.map_asset_specs(_platform_policy, ASSETS), *consumer_specs(load_catalog())]
+ALL_ASSETS = [*(with_cost_accounting(assets) for assets in dg.map_asset_specs(_platform_policy, ASSETS)),
+              *consumer_specs(load_catalog())]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
