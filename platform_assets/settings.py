@@ -54,6 +54,7 @@ class Settings:
     mlflow_tracking_url: str | None = None
     celery_broker: str | None = None
     celery_backend: str | None = None
+    lifecycle_policy: Path | None = None  # the model lifecycle policy; None: platform_assets/ml/lifecycle.yml
 
     @property
     def landing_dir(self) -> Path:
@@ -102,6 +103,7 @@ def load_settings() -> Settings:
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
     (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml.
+    PLATFORM_LIFECYCLE_POLICY (platform_assets/ml/lifecycle.yml): the model's gate, release and drift policy.
     PLATFORM_TARGET (embedded); on `team`, every variable of TEAM_VARIABLES is required (docs/team.md)."""
     target = os.environ.get("PLATFORM_TARGET", "embedded")
     if target not in TARGETS:
@@ -120,6 +122,8 @@ def load_settings() -> Settings:
         warehouse_lock_wait_seconds=float(os.environ.get("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", "300")),
         run_monitoring_poll_seconds=int(os.environ.get("PLATFORM_RUN_MONITORING_POLL_SECONDS", "30")),
         run_start_timeout_seconds=int(os.environ.get("PLATFORM_RUN_START_TIMEOUT_SECONDS", "180")),
+        lifecycle_policy=Path(os.environ["PLATFORM_LIFECYCLE_POLICY"]).resolve()
+        if os.environ.get("PLATFORM_LIFECYCLE_POLICY") else None,
     )
 
 
