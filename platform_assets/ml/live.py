@@ -20,7 +20,7 @@ from platform_assets.ml.registry import (
     CANARY, CANARY_SHARE_TAG, CHAMPION, HISTORY_FILE, PREVIOUS_CHAMPION_TAG, SHADOW, alias_version, champion_version,
     challenger_version, promote, retire_trial, rollback, start_trial, why_no_champion,
 )
-from platform_assets.ml.release import budget_breach, judge_live, live_metrics, side_by_side, trial_step
+from platform_assets.ml.release import LIVE_COLUMNS, budget_breach, judge_live, live_metrics, side_by_side, trial_step
 from platform_assets.ml.signoff import SignOffError, approval_of
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
@@ -63,10 +63,7 @@ def _expected(client, store, name: str, champion, metric: str) -> tuple[float, s
 def _update_card(client, name: str, version, release: dict, sign_off: dict | None) -> None:
     """Add the trial's live results (and the sign-off) to the version's model card in MLflow."""
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            card = json.loads(Path(client.download_artifacts(version.run_id, CARD_JSON, folder)).read_text())
-        except OSError:
-            return  # a version registered before cards existed
+        card = json.loads(Path(client.download_artifacts(version.run_id, CARD_JSON, folder)).read_text())
     card = with_release(card, release, sign_off)
     log_artifacts({CARD_JSON: json.dumps(card, indent=2) + "\n", CARD_MARKDOWN: card_markdown(card)},
                   run_id=version.run_id)
@@ -170,7 +167,7 @@ def flight_delay_live_quality(
     with warehouse.open() as store:
         scored = (store.read(f"{_LABELLED_SCORES} AND s.data_date BETWEEN $1 AND $2", [first_day, last_day])
                   if table_rows(store, SCORES_TABLE) is not None else pd.DataFrame())
-        rows = live_metrics(policy.gate, scored) if len(scored) else pd.DataFrame()
+        rows = live_metrics(policy.gate, scored) if len(scored) else pd.DataFrame(columns=LIVE_COLUMNS)
         existing = table_rows(store, LIVE_TABLE)
         total = store.replace_days(LIVE_TABLE, rows, first_day, last_day) if len(rows) or existing is not None else 0
         if existing is None and not len(rows):

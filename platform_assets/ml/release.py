@@ -16,6 +16,7 @@ from platform_assets.ml.model import LABEL, LOWER_IS_BETTER, evaluate
 from platform_assets.ml.policy import GatePolicy, ReleasePolicy
 
 SCORE = "delay_probability"
+LIVE_COLUMNS = ["data_date", "model_version", "role", "canary_share", "scope", "metric", "value"]
 LIVE_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score", "accuracy", "rows")
 
 
@@ -43,8 +44,7 @@ def live_metrics(policy: GatePolicy, scored: pd.DataFrame) -> pd.DataFrame:
             metrics = evaluate(labels[positions], scores[positions])
             rows += [{"data_date": day, "model_version": str(version), "role": role, "canary_share": float(share),
                       "scope": scope, "metric": metric, "value": metrics[metric]} for metric in LIVE_METRICS]
-    return pd.DataFrame(rows, columns=["data_date", "model_version", "role", "canary_share", "scope", "metric",
-                                       "value"])
+    return pd.DataFrame(rows, columns=LIVE_COLUMNS)
 
 
 def side_by_side(scored: pd.DataFrame, challenger: str) -> pd.DataFrame:
