@@ -345,7 +345,7 @@ def test_shadow_days_are_scored_by_both_and_consumers_see_only_the_champion(life
     assert published == flights > 2000  # one served row per flight
     # Both versions judged on each day's arrivals, overall and by carrier and origin.
     assert [(version, role, days) for version, role, days, _ in live] == [("1", "champion", 3), ("3", "shadow", 3)]
-    assert all(scopes > 5 for *_, scopes in live)
+    assert all(scopes >= 4 for *_, scopes in live)  # overall and at least the three origins
 
 
 def test_a_good_shadow_waits_for_sign_off_by_the_owning_team_then_serves(lifecycle):
@@ -408,7 +408,7 @@ def test_a_weak_champion_is_rolled_back_on_its_own_once_and_the_owners_are_alert
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     (alert,) = lifecycle.replay_alerts[2]
     assert (alert["dataset"], alert["owner"], alert["on_call"], alert["kind"]) == (
-        "ml/flight_delay_live_quality", "ml-platform", "ml-platform-oncall@example.com", "check_failed")
+        "ml/flight_delay_live_quality", "team:ml-platform", "ml-platform-oncall@example.com", "check_failed")
     assert "version 4 -> 1 (rolled back by automatic release" in alert["message"]
     assert lifecycle.replay_alerts[0] == lifecycle.replay_alerts[1] == []
 

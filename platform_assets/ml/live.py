@@ -123,8 +123,8 @@ def _advance_trial(client, store, name: str, policy, history: Path) -> dict:
     else:
         move = None
     if move is not None:
-        outcome = {"canary": f"canary at share {step.share:g}", "promote": "promoted to champion",
-                   "retire": "retired, never served"}[step.action]
+        outcome = (f"canary at share {step.share:g}" if step.action == "canary" else
+                   "promoted to champion" if step.action == "promote" else "retired, never served")
         _update_card(client, name, challenger, {**evidence, "outcome": outcome, "reason": step.reason}, approval)
     return {"challenger": version, "stage": stage, "trial": step.action, "trial_reason": step.reason,
             **({"moved": move.line()} if move else {}), **({"sign_off_problem": sign_off_problem}
