@@ -20,6 +20,7 @@ from platform_assets.cost.accounting import with_cost_accounting  # noqa: E402
 from platform_assets.execution import platform_executor  # noqa: E402
 from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
+from platform_assets.ml.live import flight_delay_live_quality  # noqa: E402
 from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
 from platform_assets.resources import build_resources  # noqa: E402
@@ -86,7 +87,8 @@ def _require_catalog_entries(assets: list) -> None:
         raise dg.DagsterInvalidDefinitionError("governance catalog is incomplete: " + "; ".join(problems))
 
 
-ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift]
+ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift,
+          flight_delay_live_quality]
 _require_catalog_entries(ASSETS)
 # Every asset's materializations carry their cost and are recorded in ops.asset_costs (platform_assets/cost).
 # The consumers are not materialized: materialize_all and the automation leave them out.

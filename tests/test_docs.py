@@ -94,6 +94,7 @@ COVERED = {
     "governance audit verify": Covered("tests/test_governance_audit.py", '"audit", "verify"', "the CLI"),
     "governance owner": Covered("tests/test_governance.py", '"owner"', "the CLI"),
     "governance consumers": Covered("tests/test_governance.py", '"consumers"', "the CLI"),
+    "governance cost": Covered("tests/test_cost.py", 'main(["--json", "cost"])', "the CLI on a real run's costs"),
     "governance impact": Covered("tests/test_governance.py", '"impact"', "the CLI"),
     "governance validate": Covered("tests/test_governance.py", '"validate"', "the installed command"),
     "governance report": Covered("tests/test_governance.py", '"report"', "the CLI"),

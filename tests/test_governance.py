@@ -178,6 +178,7 @@ def test_impact_of_a_column_keeps_only_the_direct_consumers_that_read_it(capsys)
     assert direct == {"ops-delay-dashboard", "ua-partner-feed", "aa-partner-feed"}
     # no column-level lineage: everything downstream and its consumers stay listed
     assert {d["dataset"] for d in answer["downstream"]} == {"marts/flight_features", "ml/delay_model",
+                                                          "ml/flight_delay_live_quality",
                                                           "ml/flight_delay_predictions", "ml/flight_delay_drift",
                                                           "marts/bookings"}  # its gate checks the flights
     assert {c["name"]: c["via"] for c in answer["consumers"]}["passenger-delay-notifications"] == \

@@ -58,7 +58,7 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
         if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
             continue
         dataset = evaluation.asset_key.to_user_string()
-        refused = evaluation.metadata.get("refused")
+        refused = evaluation.metadata.get("refused") or evaluation.metadata.get("reason")
         message = f"check {evaluation.check_name} failed on {dataset}" + (f": {refused.value}" if refused else "")
         alerts.append(route(dataset, kind="check_failed", check=evaluation.check_name, severity="ERROR",
                             blocking=evaluation.blocking, partition=evaluation.partition or run.tags.get(
