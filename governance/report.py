@@ -7,6 +7,7 @@ from html import escape
 
 from governance.catalog import Catalog
 from governance.check_status import summary
+from governance.cost import DatasetCost
 from governance.graph import AssetNode, depths
 from governance.model_cards import ModelCard
 from governance.policy import access_matrix
@@ -29,7 +30,8 @@ details pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;paddin
 
 
 def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[str, dict],
-                  generated_at: dt.datetime | None = None, model_cards: dict[str, list[ModelCard]] | None = None) -> str:
+                  generated_at: dt.datetime | None = None, costs: dict[str, DatasetCost] | None = None,
+                  model_cards: dict[str, list[ModelCard]] | None = None) -> str:
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     keys = sorted(catalog.datasets, key=lambda k: (depths(graph).get(k, 0), k))
     parts = [
@@ -41,7 +43,7 @@ def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[st
         f"{len(catalog.access.roles)} roles. Check status comes from the OpenLineage events under the data folder; "
         "<em>unknown</em> means no event reported it.</p>",
         "<h2>Lineage</h2>", f'<div style="overflow-x:auto">{lineage_svg(catalog, graph, checks)}</div>', _legend(),
-        "<h2>Datasets</h2>", _overview(catalog, keys, checks),
+        "<h2>Datasets</h2>", _overview(catalog, keys, checks, costs or {}),
         "<h2>Consumers</h2>", _consumers(catalog),
         "<h2>Teams</h2>", _teams(catalog),
         "<h2>Dataset details and access</h2>",
@@ -110,9 +112,18 @@ def _row(cells: list[str], header: bool = False) -> str:
     return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
 
 
-def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict]) -> str:
+def _cost_cell(cost: DatasetCost | None) -> str:
+    """The latest materialization's wall time, its trend and any cost alert (governance cost has the rest)."""
+    if cost is None:
+        return '<span class="unknown">unknown</span>'
+    trend = f", {cost.trend:.2f}x its median" if cost.trend is not None else ""
+    alert = f'<br><span class="failed">{escape(cost.alert)}</span>' if cost.alert else ""
+    return f"{cost.wall_seconds:.1f} s{escape(trend)}{alert}"
+
+
+def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict], costs: dict[str, DatasetCost]) -> str:
     rows = [_row(["dataset", "owner", "on call", "steward", "classification", "PII", "lifecycle", "freshness SLA",
-                  "consumers", "latest checks"], header=True)]
+                  "consumers", "latest checks", "cost (latest)"], header=True)]
     for key in keys:
         dataset = catalog.datasets[key]
         team = catalog.teams[dataset.owner]
@@ -130,6 +141,7 @@ def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict]) -> str
             f"warn {sla.warn_after_hours} h, fail {sla.fail_after_hours} h" if sla else "-",
             escape(", ".join(catalog.consumers_of(key))) or "-",
             f'<span class="{_status_class(state)}">{escape(state)}</span>',
+            _cost_cell(costs.get(key)),
         ]))
     return "<table>" + "".join(rows) + "</table>"
 

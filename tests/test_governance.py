@@ -178,6 +178,7 @@ def test_impact_of_a_column_keeps_only_the_direct_consumers_that_read_it(capsys)
     assert direct == {"ops-delay-dashboard", "ua-partner-feed", "aa-partner-feed"}
     # no column-level lineage: everything downstream and its consumers stay listed
     assert {d["dataset"] for d in answer["downstream"]} == {"marts/flight_features", "ml/delay_model",
+                                                          "ml/flight_delay_live_quality",
                                                           "ml/flight_delay_predictions", "ml/flight_delay_drift",
                                                           "marts/bookings"}  # its gate checks the flights
     assert {c["name"]: c["via"] for c in answer["consumers"]}["passenger-delay-notifications"] == \
@@ -507,3 +508,20 @@ def test_column_decisions_follow_overrides_clearance_and_pii_clearance():
     assert care.columns["email"].access == "full" and care.columns["date_of_birth"].access == "masked"
     assert decide(CATALOG, "analyst", "marts/bookings").columns["passenger_name"].access == "masked"
     assert not decide(CATALOG, "analyst", "raw/bookings").allowed
+
+
+def test_the_consumers_in_the_asset_graph_are_those_of_consumers_yml(tmp_path):
+    def change(consumers):
+        del consumers["ops-delay-dashboard"]["depends_on"]["ml/flight_delay_predictions"]
+        consumers["bi-notebook"] = {**consumers["ua-partner-feed"], "kind": "notebook"}
+
+    graph = load_asset_graph(consumers=True)
+    assert validate(CATALOG, graph, None, Path("/x"), DBT_EXPOSURES).problems == []
+    problems = validate(_load(_catalog_copy(tmp_path, "consumers.yml", change)), graph, None, Path("/x"),
+                        DBT_EXPOSURES).problems
+    assert problems == [
+        "consumer 'consumers/bi-notebook' is in consumers.yml but not in the asset graph snapshot: regenerate the "
+        "snapshot (UPDATE_SNAPSHOTS=1)",
+        "consumer 'consumers/ops-delay-dashboard' reads ['marts/flights'] in consumers.yml, its asset depends on "
+        "['marts/flights', 'ml/flight_delay_predictions'] in the graph snapshot: regenerate the snapshot "
+        "(UPDATE_SNAPSHOTS=1)"]

@@ -1,5 +1,7 @@
 """`python -m platform_assets.ml rollback --reason TEXT [--by NAME]`: move the `champion` alias back to the
 version it replaced, and record who did it and why (model version tags, <data>/mlflow/champion_history.jsonl).
+`python -m platform_assets.ml approve VERSION --by NAME`: sign a version off (NAME: a member of the team owning
+ml/delay_model in the governance catalog), so that it may serve once its shadow days are good.
 `python -m platform_assets.ml backtest [--start DAY] [--end DAY] [--out DIR]`: the drift backtest (backtest.py)."""
 
 import argparse
@@ -9,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from platform_assets.ml.registry import HISTORY_FILE, RegistryError, rollback
+from platform_assets.ml.registry import HISTORY_FILE, ChampionMove, RegistryError, log_move, rollback
+from platform_assets.ml.signoff import SignOffError, approve
 from platform_assets.resources import build_resources
 from platform_assets.settings import load_settings
 
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--end", type=dt.date.fromisoformat, help="last data day (default: the last published)")
     replay.add_argument("--out", type=Path, help="folder of drift_backtest.md/.json (default: <data>/ml)")
     replay.add_argument("--rescore", type=Path, help="an earlier drift_backtest.json: score its days again, no training")
+    sign = commands.add_parser("approve", help="sign off a model version so that it may serve")
+    sign.add_argument("version", help="the registered model version")
+    sign.add_argument("--by", required=True, help="a member (name or e-mail) of the owning team")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -64,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.configure()
     import mlflow as mlflow_client  # noqa: PLC0415
 
+    client, name, history = mlflow_client.MlflowClient(), mlflow.registered_model_name, settings.mlflow_dir / HISTORY_FILE
     try:
-        move = rollback(mlflow_client.MlflowClient(), mlflow.registered_model_name, args.by, args.reason,
-                        settings.mlflow_dir / HISTORY_FILE)
-    except (RegistryError, mlflow_client.MlflowException) as error:
+        if args.command == "approve":
+            approval = approve(client, name, args.version, args.by)
+            move = log_move(history, ChampionMove(name, "approved", None, args.version, approval["by"], "sign-off",
+                                              approval["at"]))
+        else:
+            move = rollback(client, name, args.by, args.reason, history)
+    except (RegistryError, SignOffError, mlflow_client.MlflowException) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 1
     print(move.line())
