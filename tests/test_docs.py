@@ -60,6 +60,9 @@ COVERED = {
     "make replay": Covered("tests/test_simulator.py", 'simulator_main(["next"', "`make replay` is `simulator next`"),
     "make rollback": Covered("tests/test_ml_lifecycle.py", '"platform_assets.ml", "rollback"',
                              "`make rollback` is `python -m platform_assets.ml rollback`"),
+    "python -m platform_assets.ml backtest": Covered(
+        "tests/test_ml_lifecycle.py", 'main(["backtest"',
+        "the backtest and --rescore over the lifecycle test's two real periods (the full year takes ~27 minutes)"),
     "make team-up": Covered("tests/test_team_servers.py", "import down, status, team_env_file, up",
                             "`make team-up` is `python -m platform_assets.team up` (servers.up)"),
     "make team-status": Covered("tests/test_team_servers.py", "import down, status, team_env_file, up",

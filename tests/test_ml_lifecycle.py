@@ -533,3 +533,7 @@ def test_the_drift_backtest_reproduces_its_documented_small_window(lifecycle, tm
     days = [day for day in result["days"] if day["reference"] == result["chosen"]["reference"]]
     assert result["chosen"]["days_with_drop"] == sum(day["drop"] for day in days)
     assert result["chosen"]["days_without_drop"] == sum(not day["drop"] for day in days)
+    # The same days scored again without training: the same table.
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["backtest", "--rescore", str(tmp_path / "drift_backtest.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "drift_backtest.md").read_text() == written
