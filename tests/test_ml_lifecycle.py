@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
@@ -230,6 +231,37 @@ def lifecycle(tmp_path_factory):
             state.replay.append((day, replayed, champion(), _prediction_versions(settings, (day, day))))
         state.replay_alerts = [run_alerts(instance, defs.get_repository_def(), settings, replayed.run_id)
                                for _, replayed, _, _ in state.replay]
+        # Canaries turned on in the policy (shares 25 % then 50 %, two labelled days per step); the July model
+        # goes on trial as a canary and two July days are scored and judged.
+        import yaml
+
+        from platform_assets.ml.registry import CANARY, start_trial
+
+        state.history = (settings.mlflow_dir / "champion_history.jsonl").read_text().splitlines()
+        run_of_3 = client.get_model_version(MODEL, "3").run_id
+        state.card_of_3 = (json.loads(Path(client.download_artifacts(run_of_3, "model_card.json")).read_text()),
+                           Path(client.download_artifacts(run_of_3, "model_card.md")).read_text())
+        policy_path = Path(os.environ["PLATFORM_LIFECYCLE_POLICY"])
+        policy = yaml.safe_load(policy_path.read_text())
+        policy["release"]["canary"] = {"shares": [0.25, 0.5], "days_per_step": 2}
+        policy_path.write_text(yaml.safe_dump(policy, sort_keys=False))
+        state.champion_before_canary = champion()
+        start_trial(client, MODEL, "3", CANARY, "test", "the July model as a canary",
+                    settings.mlflow_dir / "champion_history.jsonl", share=0.25)
+        state.canary_run = run("materialize_all", (RESCORED[0], RESCORED[1]), asset_selection=[PREDICTIONS, LIVE])
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as connection:
+            state.canary_scores = connection.execute(
+                "SELECT flight_id, model_version, role, served, canary_share FROM ml.flight_delay_scores "
+                "WHERE data_date BETWEEN ? AND ?", [RESCORED[0], RESCORED[1]]).df()
+            state.canary_published = connection.execute(
+                "SELECT flight_id, model_version FROM ml.flight_delay_predictions WHERE data_date BETWEEN ? AND ?",
+                [RESCORED[0], RESCORED[1]]).df()
+        canary_version = alias_version(client, MODEL, CANARY)
+        state.canary_after = (str(canary_version.version), canary_version.tags.get("canary_share")) \
+            if canary_version else None
+        state.card_of_3_after_canary = json.loads(
+            Path(client.download_artifacts(run_of_3, "model_card.json")).read_text())
+        state.champion_after_canary = champion()
         yield state
     for name, value in previous.items():
         if value is None:
@@ -385,8 +417,7 @@ def test_a_good_shadow_waits_for_sign_off_by_the_owning_team_then_serves(lifecyc
     assert lifecycle.approval.stdout == f"version 3 of {MODEL} signed off by priya.nair@example.com\n"
     assert lifecycle.champion_after_sign_off == "3"
     assert lifecycle.predictions_after_promotion == {"3"}
-    history = [json.loads(line) for line in
-               (lifecycle.settings.mlflow_dir / "champion_history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in lifecycle.history]  # before the canary
     promotion = next(move for move in history if move["action"] == "promoted" and move["to_version"] == "3")
     assert promotion["by"].startswith("automatic release")
     evidence = promotion["evidence"]
@@ -395,12 +426,10 @@ def test_a_good_shadow_waits_for_sign_off_by_the_owning_team_then_serves(lifecyc
     assert evidence["decision"] == "passed against champion version 1"
     assert {(c["scope"], c["metric"]) for c in evidence["comparisons"]} >= {("overall", "roc_auc"),
                                                                           ("origin=EWR", "roc_auc")}
-    version = lifecycle.client.get_model_version(MODEL, "3")
-    card = json.loads(open(lifecycle.client.download_artifacts(version.run_id, "model_card.json")).read())
+    card, markdown = lifecycle.card_of_3  # before the canary
     assert card["release"]["outcome"] == "promoted to champion" and card["release"]["days"] == evidence["days"]
     assert card["sign_off"] | {"at": None} == {"required": True, "status": "approved",
                                                "by": "priya.nair@example.com", "at": None}
-    markdown = open(lifecycle.client.download_artifacts(version.run_id, "model_card.md")).read()
     assert "## Shadow and canary results (live, labelled days)" in markdown
 
 
@@ -414,8 +443,7 @@ def test_a_weak_champion_is_rolled_back_on_its_own_once_and_the_owners_are_alert
     # the second day in a row moves the alias back. The day after is scored by the restored version.
     assert [(str(day), served, champion) for day, _, champion, served in lifecycle.replay] == [
         ("2013-07-05", {"4"}, "4"), ("2013-07-06", {"4"}, "4"), ("2013-07-07", {"4"}, "1"), ("2013-07-07", {"1"}, "1")]
-    history = [json.loads(line) for line in
-               (lifecycle.settings.mlflow_dir / "champion_history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in lifecycle.history]  # before the canary
     automatic = [move for move in history if move["action"] == "rolled_back" and move["by"].startswith("automatic")]
     assert len(automatic) == 1
     move = automatic[0]
@@ -444,8 +472,7 @@ def test_rollback_restores_the_previous_champion_and_records_who_and_why(lifecyc
     rolled_back = lifecycle.client.get_model_version(MODEL, "3").tags
     assert (rolled_back["rolled_back_by"], rolled_back["rollback_reason"]) == ("on-call", "July model under review")
     assert lifecycle.restored_tags["restored_by"] == "on-call"
-    history = [json.loads(line) for line in
-               (lifecycle.settings.mlflow_dir / "champion_history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in lifecycle.history]  # before the canary
     assert [(move["action"], move["from_version"], move["to_version"]) for move in history] == [
         ("promoted", None, "1"), ("shadow", None, "3"), ("approved", None, "3"), ("promoted", "1", "3"),
         ("rolled_back", "3", "1"), ("promoted", "1", "4"), ("rolled_back", "4", "1")]
@@ -537,3 +564,29 @@ def test_the_drift_backtest_reproduces_its_documented_small_window(lifecycle, tm
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["backtest", "--rescore", str(tmp_path / "drift_backtest.json"), "--out", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "drift_backtest.md").read_text() == written
+
+
+def test_a_canary_serves_its_share_of_flights_by_their_id_and_is_raised_after_good_days(lifecycle):
+    from platform_assets.ml.release import in_canary
+
+    assert lifecycle.canary_run.success
+    scores, published = lifecycle.canary_scores, lifecycle.canary_published
+    champion = lifecycle.champion_before_canary
+    canary = scores[scores["role"] == "canary"].set_index("flight_id")
+    served_by_champion = scores[(scores["role"] == "champion") & scores["served"]].set_index("flight_id")
+    # every flight scored by both; the canary serves exactly the flights whose id hashes below the share
+    assert len(canary) == len(scores[scores["role"] == "champion"]) > 2000
+    assert set(canary["model_version"]) == {"3"} and set(canary["canary_share"]) == {0.25}
+    expected = in_canary(canary.index, 0.25)
+    assert (canary["served"].to_numpy() == expected).all()
+    assert 0.2 < expected.mean() < 0.3
+    assert set(served_by_champion.index) == set(canary.index[~expected])
+    # consumers read one row per flight, from the version that served it
+    assert published["flight_id"].is_unique and len(published) == len(canary)
+    versions = published.set_index("flight_id")["model_version"]
+    assert (versions[canary.index[expected]] == "3").all() and (versions[canary.index[~expected]] == champion).all()
+    # judged on the two labelled days: not worse than the champion, raised to the next share; still not serving all
+    assert lifecycle.canary_after == ("3", "0.5"), lifecycle.canary_after
+    assert lifecycle.champion_after_canary == champion
+    assert lifecycle.card_of_3_after_canary["release"]["outcome"] == "canary at share 0.5"
+

@@ -170,11 +170,15 @@ def load_policy(path: Path | None = None) -> LifecyclePolicy:
         from platform_assets.settings import load_settings  # noqa: PLC0415
 
         path = load_settings().lifecycle_policy or POLICY_PATH
-    return _load_policy(Path(path))
+    try:  # read again once edited: a process that stays up (a code server, a test) sees the policy of now
+        modified = Path(path).stat().st_mtime_ns
+    except OSError as error:
+        raise PolicyError(f"{path}: cannot be read: {error}") from error
+    return _load_policy(Path(path), modified)
 
 
 @cache
-def _load_policy(path: Path) -> LifecyclePolicy:
+def _load_policy(path: Path, modified: int) -> LifecyclePolicy:
     try:
         content = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
