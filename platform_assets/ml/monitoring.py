@@ -95,15 +95,18 @@ def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
 
 
 def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days: list[str]):
-    """Each day of the run judged on its own drift; a day not measured (nothing scored) has the run's result."""
-    if len(days) <= 1:
+    """Each day of the run judged on its own drift; a day with nothing scored passes, saying so. With nothing
+    scored on any day (no model serves), or a run of one day: the run's result."""
+    if len(days) <= 1 or not measured:
         return run_result
     by_day = {str(drift.day): drift for drift in measured}
+    not_measured = dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                       metadata={"judged": False, "note": "nothing scored this day"})
     return DailyResults(DRIFT_CHECK, {day: dg.AssetCheckResult(
         passed=not by_day[day].significant, severity=dg.AssetCheckSeverity.WARN, metadata={
             "judged": by_day[day].judged, "significant": by_day[day].significant,
             "model_version": by_day[day].model_version,
-            "reasons": "; ".join(by_day[day].reasons) or "none"}) if day in by_day else run_result for day in days})
+            "reasons": "; ".join(by_day[day].reasons) or "none"}) if day in by_day else not_measured for day in days})
 
 
 @dg.asset(
@@ -125,7 +128,7 @@ def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days
         description="WARN: fails when any day of the run drifted significantly (lifecycle.yml: enough features in "
         "the 0.25 band, prediction PSI, or a performance drop). Drift makes no data wrong, so it blocks nothing: the "
         "answer is retraining (sensor `retrain_on_drift`), and the promotion gate decides whether the new version "
-        "serves. Each day of a run has its own result (a day not measured: the run's).",
+        "serves. Each day of a run has its own result.",
     ))],
     output_required=False,
 )
