@@ -92,6 +92,22 @@ class FreshnessSla(_Entry):
         return dt.timedelta(hours=self.fail_after_hours)
 
 
+class Budget(_Entry):
+    """What one materialization of a dataset may cost (docs/cost.md): wall and CPU seconds per day of data it
+    covers (a materialization without partitions counts as one day), and peak memory. Each is optional; one
+    over its limit is an alert to the owner."""
+
+    seconds_per_day: float | None = Field(None, gt=0)
+    cpu_seconds_per_day: float | None = Field(None, gt=0)
+    peak_memory_mb: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _something_limited(self) -> Budget:
+        if self.seconds_per_day is None and self.cpu_seconds_per_day is None and self.peak_memory_mb is None:
+            raise ValueError("a budget limits seconds_per_day, cpu_seconds_per_day or peak_memory_mb")
+        return self
+
+
 class Lifecycle(_Entry):
     status: Literal["active", "deprecated"] = "active"
     sunset: dt.date | None = None
@@ -149,6 +165,7 @@ class Dataset(_Entry):
     columns: dict[str, Column] = {}
     freshness_sla: FreshnessSla | None = None
     lifecycle: Lifecycle = Lifecycle()
+    budget: Budget | None = None  # what a materialization may cost (governance/cost.py); none: only the trend
 
     @property
     def pii_categories(self) -> list[str]:

@@ -17,11 +17,13 @@ from governance.access import AccessDenied, audit_unanswered, governed_query, ro
 from governance.audit import verify_audit_log
 from governance.catalog import CatalogError, load_catalog
 from governance.check_status import latest_check_status
+from governance.cost import CostStoreError, read_costs, sparkline, summarize
 from governance.graph import load_asset_graph, load_manifest
 from governance.identity import DEFAULT_DAYS, IdentityError, issue_token, list_tokens, revoke_token
 from governance.impact import impact
 from governance.lineage import LineageError, events_path, load_events, render, trace
-from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, warehouse_path
+from governance.model_cards import cards_by_dataset
+from governance.paths import CATALOG_DIR, DBT_EXPOSURES, lineage_dir, mlflow_artifacts_dir, warehouse_path
 from governance.policy import access_matrix
 from governance.postgres import PASSWORD_DAYS, ApplyError, apply_catalog, issue_password
 from governance.report import render_report
@@ -131,7 +133,7 @@ def _aligned(table: list[list[str]]) -> str:
 
 def _validate(args: argparse.Namespace) -> dict:
     catalog = _catalog(args)
-    result = validate(catalog, load_asset_graph(), load_manifest(), warehouse_path(), DBT_EXPOSURES)
+    result = validate(catalog, load_asset_graph(consumers=True), load_manifest(), warehouse_path(), DBT_EXPOSURES)
     answer = {"valid": result.ok, "problems": result.problems, "notes": result.notes}
     if not result.ok:
         raise Failed(answer)
@@ -147,10 +149,48 @@ def _validate_text(answer: dict) -> str:
 def _report(args: argparse.Namespace) -> dict:
     catalog = _catalog(args)
     status = latest_check_status(catalog, lineage_dir())
+    try:
+        costs = {cost.dataset: cost for cost in summarize(catalog, read_costs(warehouse_path()))}
+    except CostStoreError:  # the report is still useful without the cost column's values
+        costs = {}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(catalog, load_asset_graph(), status), encoding="utf-8")
-    return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status)}
+    cards = cards_by_dataset(catalog, lineage_dir(), mlflow_artifacts_dir())
+    out.write_text(render_report(catalog, load_asset_graph(), status, costs=costs, model_cards=cards),
+                   encoding="utf-8")
+    return {"report": str(out), "datasets": len(catalog.datasets), "datasets_with_check_status": len(status),
+            "datasets_with_cost": len(costs), "model_cards": sum(len(found) for found in cards.values())}
+
+
+def _cost(args: argparse.Namespace) -> dict:
+    catalog = _catalog(args)
+    costs = summarize(catalog, read_costs(warehouse_path(), days=args.days))
+    return {"warehouse_table": "ops.asset_costs", "days": args.days,
+            "datasets": [cost.as_dict() for cost in costs[: args.top]]}
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if abs(value) >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
+def _cost_text(answer: dict) -> str:
+    if not answer["datasets"]:
+        return "no cost recorded yet: materialize something (ops.asset_costs is written by every materialization)"
+    rows = [["dataset", "owner", "days", "wall s", "cpu s", "peak mem", "written", "spill", "trend", "recent", "alert"]]
+    for c in answer["datasets"]:
+        rows.append([c["dataset"], c["owner"], str(c["latest_days"] or "-"), f"{c['wall_seconds']:.2f}",
+                     f"{c['cpu_seconds']:.2f}",
+                     "-" if c["peak_memory_mb"] is None else f"{c['peak_memory_mb']:.0f} MB",
+                     _size(c["bytes_written"]), _size(c["spill_bytes"]),
+                     "new" if c["trend"] is None else f"{c['trend']:.2f}x", sparkline(c["recent_seconds"]),
+                     c["alert"] or ("budget ok" if c["budget"] else "")])
+    return (_aligned(rows) + "\n(latest materialization of each dataset, most expensive first; trend: its wall time "
+            "over the median of its previous ones of the same number of days; recent: those, oldest first)")
 
 
 def _repository_catalog(args: argparse.Namespace):
@@ -298,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="HTML file to write")
     report.set_defaults(handler=_report, render=_key_values)
 
+    cost = commands.add_parser("cost", help="datasets by cost of their latest materialization, with their trend "
+                               "(ops.asset_costs)")
+    cost.add_argument("--days", type=int, help="only materializations of the last DAYS days")
+    cost.add_argument("--top", type=int, default=100, help="datasets listed (default: %(default)s)")
+    cost.set_defaults(handler=_cost, render=_cost_text)
+
     query = commands.add_parser("query", help="run one SELECT over the published datasets as the principal of your "
                                 "token (GOVERNANCE_TOKEN or --token-file), audited")
     query.add_argument("--token-file", help="file holding the token (default: the GOVERNANCE_TOKEN variable)")
@@ -360,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         answer = args.handler(args)
     except Failed as failure:
         answer, status = failure.answer, 1
-    except (CatalogError, AccessDenied, IdentityError, LineageError, ApplyError) as error:
+    except (CatalogError, AccessDenied, IdentityError, LineageError, ApplyError, CostStoreError) as error:
         print(f"governance: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     try:

@@ -23,7 +23,11 @@ class AssetNode:
     checks: tuple[str, ...]
 
 
-def load_asset_graph(path: Path = ASSET_GRAPH) -> dict[str, AssetNode]:
+CONSUMERS = "consumers"  # the group of the consumers' assets (platform_assets/consumers.py), not datasets
+
+
+def load_asset_graph(path: Path = ASSET_GRAPH, *, consumers: bool = False) -> dict[str, AssetNode]:
+    """The datasets' assets; with `consumers`, also the assets of consumers.yml's consumers (group consumers)."""
     try:
         snapshot = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
@@ -32,7 +36,7 @@ def load_asset_graph(path: Path = ASSET_GRAPH) -> dict[str, AssetNode]:
     return {
         key: AssetNode(key, node.get("group", ""), tuple(node.get("owners", [])), tuple(node.get("deps", [])),
                        dict(node.get("tags", {})), tuple(node.get("checks", [])))
-        for key, node in snapshot.items()
+        for key, node in snapshot.items() if consumers or node.get("group") != CONSUMERS
     }
 
 

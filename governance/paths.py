@@ -31,3 +31,8 @@ def governance_dir(folder: Path | None = None) -> Path:
 
 def lineage_dir(folder: Path | None = None) -> Path:
     return (folder or data_dir()) / "lineage"
+
+
+def mlflow_artifacts_dir(folder: Path | None = None) -> Path:
+    """The MLflow artifact store (the platform's settings put it there on every target)."""
+    return (folder or data_dir()) / "mlflow" / "artifacts"

@@ -7,7 +7,9 @@ from html import escape
 
 from governance.catalog import Catalog
 from governance.check_status import summary
+from governance.cost import DatasetCost
 from governance.graph import AssetNode, depths
+from governance.model_cards import ModelCard
 from governance.policy import access_matrix
 
 COLORS = {"public": "#d8f0d8", "internal": "#dce8f8", "confidential": "#fbe8c8", "restricted": "#f8d0d0"}
@@ -23,11 +25,13 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}t
 .failed{color:#b71c1c;font-weight:600}.passed{color:#2e7d32}.unknown{color:#757575}
 section.dataset{border:1px solid #e4e4e4;border-radius:6px;padding:4px 14px;margin:12px 0}
 svg text{font:12px system-ui,sans-serif}svg a:hover rect{stroke:#000;stroke-width:1.5}
+details pre{white-space:pre-wrap;background:#fafafa;border:1px solid #eee;padding:6px 10px;font-size:12px}
 """
 
 
 def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[str, dict],
-                  generated_at: dt.datetime | None = None) -> str:
+                  generated_at: dt.datetime | None = None, costs: dict[str, DatasetCost] | None = None,
+                  model_cards: dict[str, list[ModelCard]] | None = None) -> str:
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     keys = sorted(catalog.datasets, key=lambda k: (depths(graph).get(k, 0), k))
     parts = [
@@ -39,11 +43,11 @@ def render_report(catalog: Catalog, graph: dict[str, AssetNode], checks: dict[st
         f"{len(catalog.access.roles)} roles. Check status comes from the OpenLineage events under the data folder; "
         "<em>unknown</em> means no event reported it.</p>",
         "<h2>Lineage</h2>", f'<div style="overflow-x:auto">{lineage_svg(catalog, graph, checks)}</div>', _legend(),
-        "<h2>Datasets</h2>", _overview(catalog, keys, checks),
+        "<h2>Datasets</h2>", _overview(catalog, keys, checks, costs or {}),
         "<h2>Consumers</h2>", _consumers(catalog),
         "<h2>Teams</h2>", _teams(catalog),
         "<h2>Dataset details and access</h2>",
-        *(_dataset_section(catalog, key, checks.get(key)) for key in keys),
+        *(_dataset_section(catalog, key, checks.get(key), (model_cards or {}).get(key, [])) for key in keys),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -108,9 +112,18 @@ def _row(cells: list[str], header: bool = False) -> str:
     return "<tr>" + "".join(f"<{tag}>{cell}</{tag}>" for cell in cells) + "</tr>"
 
 
-def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict]) -> str:
+def _cost_cell(cost: DatasetCost | None) -> str:
+    """The latest materialization's wall time, its trend and any cost alert (governance cost has the rest)."""
+    if cost is None:
+        return '<span class="unknown">unknown</span>'
+    trend = f", {cost.trend:.2f}x its median" if cost.trend is not None else ""
+    alert = f'<br><span class="failed">{escape(cost.alert)}</span>' if cost.alert else ""
+    return f"{cost.wall_seconds:.1f} s{escape(trend)}{alert}"
+
+
+def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict], costs: dict[str, DatasetCost]) -> str:
     rows = [_row(["dataset", "owner", "on call", "steward", "classification", "PII", "lifecycle", "freshness SLA",
-                  "consumers", "latest checks"], header=True)]
+                  "consumers", "latest checks", "cost (latest)"], header=True)]
     for key in keys:
         dataset = catalog.datasets[key]
         team = catalog.teams[dataset.owner]
@@ -128,6 +141,7 @@ def _overview(catalog: Catalog, keys: list[str], checks: dict[str, dict]) -> str
             f"warn {sla.warn_after_hours} h, fail {sla.fail_after_hours} h" if sla else "-",
             escape(", ".join(catalog.consumers_of(key))) or "-",
             f'<span class="{_status_class(state)}">{escape(state)}</span>',
+            _cost_cell(costs.get(key)),
         ]))
     return "<table>" + "".join(rows) + "</table>"
 
@@ -153,7 +167,7 @@ def _teams(catalog: Catalog) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
+def _dataset_section(catalog: Catalog, key: str, checks: dict | None, cards: list[ModelCard] = ()) -> str:
     dataset = catalog.datasets[key]
     team = catalog.teams[dataset.owner]
     parts = [f'<section class="dataset" id="{_anchor(key)}"><h3>{escape(key)}</h3>',
@@ -166,6 +180,8 @@ def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
         parts.append(f"<p>Latest checks:</p><ul>{items}</ul>")
     else:
         parts.append('<p>Latest checks: <span class="unknown">unknown</span> (no lineage event reported them).</p>')
+    if cards:
+        parts.append(_model_cards(cards))
     if dataset.published:
         parts.append(_access_table(catalog, key))
     elif dataset.columns:
@@ -176,6 +192,26 @@ def _dataset_section(catalog: Catalog, key: str, checks: dict | None) -> str:
         parts.append("<p class='muted'>Not published: no role reads it through governance.</p>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _card_anchor(card: ModelCard) -> str:
+    return f"card-{card.model}-{card.version}"
+
+
+def _model_cards(cards: list[ModelCard]) -> str:
+    """Every version's model card, newest first: a linked line with its gate decision, then the card itself (the
+    page stays self-contained; the file's path is shown, not fetched)."""
+    items = "".join(
+        f'<li><a href="#{escape(_card_anchor(card))}">{escape(card.model)} version {escape(card.version)}</a> '
+        f'<span class="muted">{escape(card.created_at)}</span>: '
+        f'{"promoted" if card.promoted else "not promoted"} ({escape(card.gate)}); serving after: '
+        f"{escape(card.serving_after)}</li>" for card in cards)
+    bodies = "".join(
+        f'<details id="{escape(_card_anchor(card))}"><summary>Model card of version {escape(card.version)} '
+        f'<span class="muted">{escape(str(card.markdown))}</span></summary>'
+        f"<pre>{escape(card.text or 'model_card.md is missing beside model_card.json')}</pre></details>"
+        for card in cards)
+    return f"<p>Model cards ({len(cards)}, from the MLflow artifact store):</p><ul>{items}</ul>{bodies}"
 
 
 def _check_item(name: str, result: dict) -> str:

@@ -16,7 +16,7 @@ from governance.contracts import (
     SchemaChange, affected_consumers, approval_for, consumer_contract_changes, contract_of, schema_changes,
 )
 from governance.dbt_exposures import exposures_yaml
-from governance.graph import AssetNode, dbt_model_key, dbt_models
+from governance.graph import CONSUMERS, AssetNode, dbt_model_key, dbt_models
 from governance.policy import decide
 
 
@@ -33,7 +33,10 @@ class Validation:
 def validate(catalog: Catalog, graph: dict[str, AssetNode], manifest: dict | None, warehouse: Path,
              exposures: Path, today: dt.date | None = None) -> Validation:
     result = Validation()
+    consumers = {key: node for key, node in graph.items() if node.group == CONSUMERS}
+    graph = {key: node for key, node in graph.items() if key not in consumers}
     result.problems += completeness_problems(catalog, set(graph))
+    result.problems += _consumer_asset_problems(catalog, consumers) if consumers else []
     result.problems += _graph_attributes_problems(catalog, graph)
     changes = consumer_contract_changes(catalog)
     if manifest is None:
@@ -126,6 +129,18 @@ def _graph_attributes_problems(catalog: Catalog, graph: dict[str, AssetNode]) ->
                 problems.append(f"asset '{key}' has tag {tag}={node.tags.get(tag)!r} in the graph snapshot, the "
                                 f"catalog says {getattr(dataset, tag)!r}: regenerate the snapshot (UPDATE_SNAPSHOTS=1)")
     return problems
+
+
+def _consumer_asset_problems(catalog: Catalog, nodes: dict[str, AssetNode]) -> list[str]:
+    """The graph snapshot's consumer assets are consumers.yml's (those the platform does not run), each
+    downstream of exactly the datasets it reads."""
+    expected = {f"{CONSUMERS}/{name}": consumer for name, consumer in catalog.consumers.items() if consumer.asset is None}
+    problems = [f"consumer '{key}' is in consumers.yml but not in the asset graph snapshot" for key in sorted(set(expected) - set(nodes))]
+    problems += [f"asset '{key}' is in the asset graph snapshot but not in consumers.yml" for key in sorted(set(nodes) - set(expected))]
+    problems += [f"consumer '{key}' reads {sorted(expected[key].depends_on)} in consumers.yml, its asset depends on "
+                 f"{sorted(nodes[key].deps)} in the graph snapshot" for key in sorted(set(nodes) & set(expected))
+                 if sorted(expected[key].depends_on) != sorted(nodes[key].deps)]
+    return [f"{problem}: regenerate the snapshot (UPDATE_SNAPSHOTS=1)" for problem in problems]
 
 
 def _exposure_problems(catalog: Catalog, exposures: Path) -> list[str]:

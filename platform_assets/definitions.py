@@ -15,9 +15,12 @@ from platform_assets.automation.landing import landing_zone_sensor  # noqa: E402
 from platform_assets.checks.distribution import feature_distribution  # noqa: E402
 from platform_assets.checks.reconciliation import bookings_reconciliation  # noqa: E402
 from platform_assets.checks.schema_change import dbt_schema_changes  # noqa: E402
+from platform_assets.consumers import consumer_specs  # noqa: E402
+from platform_assets.cost.accounting import with_cost_accounting  # noqa: E402
 from platform_assets.execution import platform_executor  # noqa: E402
 from platform_assets.metadata import with_catalog_attributes  # noqa: E402
 from platform_assets.ml.assets import delay_model, flight_delay_predictions  # noqa: E402
+from platform_assets.ml.live import flight_delay_live_quality  # noqa: E402
 from platform_assets.ml.monitoring import flight_delay_drift  # noqa: E402
 from platform_assets.ml.sensors import retrain_delay_model, retrain_on_drift  # noqa: E402
 from platform_assets.resources import build_resources  # noqa: E402
@@ -84,9 +87,13 @@ def _require_catalog_entries(assets: list) -> None:
         raise dg.DagsterInvalidDefinitionError("governance catalog is incomplete: " + "; ".join(problems))
 
 
-ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift]
+ASSETS = [*RAW_ASSETS, dbt_models, delay_model, flight_delay_predictions, flight_delay_drift,
+          flight_delay_live_quality]
 _require_catalog_entries(ASSETS)
-ALL_ASSETS = dg.map_asset_specs(_platform_policy, ASSETS)
+# Every asset's materializations carry their cost and are recorded in ops.asset_costs (platform_assets/cost).
+# The consumers are not materialized: materialize_all and the automation leave them out.
+ALL_ASSETS = [*(with_cost_accounting(assets) for assets in dg.map_asset_specs(_platform_policy, ASSETS)),
+              *consumer_specs(load_catalog())]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   else drift["skipped"]))
     elif drift:
         print(f"  drift         {drift.get('days_significant')} of {drift.get('days_judged')} judged days significant "
-              f"against the training reference (table ml.flight_delay_drift)")
+              f"(policy: lifecycle.yml drift:, measures in table ml.flight_delay_drift)")
     print(f"  data folder   {settings.data_dir}")
     report = governance_report(settings)
     print("  look at       make dev     Dagster UI on http://127.0.0.1:3000: the asset graph by layer, each asset's "

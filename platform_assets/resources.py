@@ -103,6 +103,10 @@ class WarehouseResource(dg.ConfigurableResource):
         with self.connect():
             pass
 
+    def spill_folder(self) -> Path | None:
+        """Where DuckDB spills what does not fit in memory: its default, beside the database file."""
+        return Path(self.path + ".tmp")
+
     @contextmanager
     def open(self, read_only: bool = False) -> Iterator[Warehouse]:
         """The warehouse behind the interface every step uses (platform_assets/warehouse)."""
@@ -122,6 +126,10 @@ class PostgresWarehouseResource(dg.ConfigurableResource):
 
     def wait_until_free(self) -> None:
         """Nothing holds a PostgreSQL warehouse the way a process holds a DuckDB file."""
+
+    def spill_folder(self) -> Path | None:
+        """The server's spill is its own (pg_stat_database.temp_bytes, all sessions): not measured per step."""
+        return None
 
     @contextmanager
     def open(self, read_only: bool = False) -> Iterator[Warehouse]:
@@ -177,16 +185,20 @@ class MlflowResource(dg.ConfigurableResource):
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def warehouse_resource(settings: Settings) -> WarehouseResource | PostgresWarehouseResource:
+    """The one place the warehouse is chosen for the target: every step reaches it through the `warehouse`
+    resource (and cost accounting through this)."""
+    if settings.target == "team":
+        return PostgresWarehouseResource(url=settings.warehouse_url, data_dir=str(settings.data_dir),
+                                         memory_limit=settings.duckdb_memory_limit)
+    return WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
+                             lock_wait_seconds=settings.warehouse_lock_wait_seconds)
+
+
 def build_resources(settings: Settings | None = None) -> dict:
     settings = settings or load_settings()
-    # The one place the warehouse is chosen for the target: every step reaches it through the `warehouse` resource.
-    warehouse = PostgresWarehouseResource(url=settings.warehouse_url, data_dir=str(settings.data_dir),
-                                          memory_limit=settings.duckdb_memory_limit) \
-        if settings.target == "team" else \
-        WarehouseResource(path=str(settings.warehouse_path), memory_limit=settings.duckdb_memory_limit,
-                          lock_wait_seconds=settings.warehouse_lock_wait_seconds)
     return {
-        "warehouse": warehouse,
+        "warehouse": warehouse_resource(settings),
         "dbt": PlatformDbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

@@ -138,7 +138,7 @@ def materialize_range(
     definitions = build_definitions(settings)
     job = reconstructable_job(settings)
     graph = definitions.resolve_asset_graph()
-    selected = set(assets) if assets is not None else set(graph.get_all_asset_keys())
+    selected = set(assets) if assets is not None else set(graph.materializable_asset_keys)
     # A source that has never delivered anything (a source being onboarded, one the demo does not simulate) is
     # left out with what reads it, and said so, instead of being waited for and refused.
     landing_dir = settings.landing_dir

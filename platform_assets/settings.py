@@ -48,12 +48,15 @@ class Settings:
     # The deployment: `embedded` (DuckDB, sqlite, local files, one machine) or `team` (PostgreSQL warehouse and
     # instance, MLflow on PostgreSQL, Celery workers on Redis); docs/team.md.
     target: str = "embedded"
+    # Every materialization's cost as metadata and in ops.asset_costs (docs/cost.md); off only to measure its own cost.
+    cost_accounting: bool = True
     # The team target's servers (TEAM_VARIABLES); None on embedded.
     warehouse_url: str | None = None
     dagster_pg_url: str | None = None
     mlflow_tracking_url: str | None = None
     celery_broker: str | None = None
     celery_backend: str | None = None
+    lifecycle_policy: Path | None = None  # the model lifecycle policy; None: platform_assets/ml/lifecycle.yml
 
     @property
     def landing_dir(self) -> Path:
@@ -102,7 +105,9 @@ def load_settings() -> Settings:
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
     (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml.
-    PLATFORM_TARGET (embedded); on `team`, every variable of TEAM_VARIABLES is required (docs/team.md)."""
+    PLATFORM_COST_ACCOUNTING (on; off to measure what it costs). PLATFORM_LIFECYCLE_POLICY
+    (platform_assets/ml/lifecycle.yml): the model's gate, release and drift policy. PLATFORM_TARGET (embedded); on
+    `team`, every variable of TEAM_VARIABLES is required (docs/team.md)."""
     target = os.environ.get("PLATFORM_TARGET", "embedded")
     if target not in TARGETS:
         raise SettingsError(f"PLATFORM_TARGET={target!r}: expected one of {', '.join(TARGETS)}")
@@ -120,7 +125,18 @@ def load_settings() -> Settings:
         warehouse_lock_wait_seconds=float(os.environ.get("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", "300")),
         run_monitoring_poll_seconds=int(os.environ.get("PLATFORM_RUN_MONITORING_POLL_SECONDS", "30")),
         run_start_timeout_seconds=int(os.environ.get("PLATFORM_RUN_START_TIMEOUT_SECONDS", "180")),
+        cost_accounting=switch("PLATFORM_COST_ACCOUNTING", os.environ.get("PLATFORM_COST_ACCOUNTING", "on")),
+        lifecycle_policy=Path(os.environ["PLATFORM_LIFECYCLE_POLICY"]).resolve()
+        if os.environ.get("PLATFORM_LIFECYCLE_POLICY") else None,
     )
+
+
+def switch(variable: str, value: str) -> bool:
+    if value.strip().lower() in ("on", "true", "1", "yes"):
+        return True
+    if value.strip().lower() in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError(f"{variable}={value!r}: expected on or off")
 
 
 POSTGRES_ONLY = ("warehouse_url", "dagster_pg_url")  # the others may name any store MLflow or Celery supports

@@ -21,7 +21,7 @@ def demo_asset_keys(graph) -> set[dg.AssetKey]:
     """Every asset the demo's sources feed: all but the sources the simulator does not generate and their readers."""
     others = [dg.AssetKey(["raw", name]) for name in SOURCES if name not in demo_sources()]
     left_out = dg.AssetSelection.assets(*others).downstream().resolve(graph) if others else set()
-    return set(graph.get_all_asset_keys()) - left_out
+    return set(graph.materializable_asset_keys) - left_out
 
 
 def delivered_file(landing: Path, source: str, day: dt.date) -> Path:

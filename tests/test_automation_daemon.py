@@ -14,6 +14,7 @@ from deliveries import demo_asset_keys
 from governance.catalog import load_catalog
 
 from platform_assets.settings import REPO_ROOT
+from test_operations import FAST_QUEUE  # the queue every second: each step of the chain is a queued run
 
 HISTORY = (dt.date(2013, 1, 1), dt.date(2013, 1, 10))  # enough for a model that reaches the floors
 REPLAYED = "2013-01-11"
@@ -39,20 +40,23 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
 
     settings = load_settings()
     home = prepare_instance(settings)
+    with (home / "dagster.yaml").open("a") as config:
+        config.write(FAST_QUEUE)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     deliver(settings, *HISTORY)
     with dg.DagsterInstance.get() as instance:
         assert materialize_range(instance, *HISTORY, show_progress=False).success  # history and a champion
 
+        # The day is delivered (what `make replay` does) and then the daemon starts: its first sensor tick finds
+        # the new delivery beside the history's, which the backfill already ingested.
+        assert [str(day) for day in next_days(settings.landing_dir, 1)] == [REPLAYED]
+        deliver_day(settings.landing_dir, dt.date.fromisoformat(REPLAYED), settings.seed, settings.scale)
         log = (tmp_path / "daemon.log").open("w")
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
             cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
-            time.sleep(15)  # the daemon is up and its sensors have had their first tick
-            assert [str(day) for day in next_days(settings.landing_dir, 1)] == [REPLAYED]  # what `make replay` does
-            deliver_day(settings.landing_dir, dt.date.fromisoformat(REPLAYED), settings.seed, settings.scale)
             deadline = time.time() + TIMEOUT_SECONDS
             # Automation ticks every 30 s: a moment with every run finished can come before its next tick has
             # started the last model's run, so wait for each expected asset, not for a quiet instance.

@@ -64,7 +64,7 @@ def test_the_warehouse_url_becomes_the_team_profiles_variables():
                    "PLATFORM_WAREHOUSE_SSLMODE": "require", PASSWORD_VARIABLE: "p/ss"}
     assert warehouse_connection_env("postgresql://u@h/w")["PLATFORM_WAREHOUSE_PORT"] == "5432"
     embedded = Settings(data_dir=Path("/d"), seed=13, scale=1.0)
-    assert dbt_target_env(embedded) == {"PLATFORM_TARGET": "embedded"}
+    assert dbt_target_env(embedded) == {"PLATFORM_TARGET": "embedded", "PLATFORM_DATA_DIR": "/d"}
     team = Settings(data_dir=Path("/d"), seed=13, scale=1.0, target="team", warehouse_url="postgresql://u@h/w")
     assert dbt_target_env(team)["PLATFORM_WAREHOUSE_HOST"] == "h"
 

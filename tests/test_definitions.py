@@ -47,13 +47,39 @@ def test_asset_graph_matches_the_reviewed_snapshot():
 
 def test_every_asset_has_an_owner_a_layer_group_and_a_description():
     graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
+    for key in graph.materializable_asset_keys:
         node = graph.get(key)
         assert node.owners, key
         assert node.group_name in LAYERS, key
         assert node.description and len(node.description) > 20, key
-    groups = {graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    groups = {graph.get(key).group_name for key in graph.materializable_asset_keys}
     assert groups == LAYERS
+
+
+def test_every_consumer_is_in_the_graph_downstream_of_exactly_what_it_reads():
+    """consumers.yml in the asset graph: a consumer the platform does not run is an asset it does not
+    materialize, with the catalog's owner, contact, kind and criticality; one it runs is that asset, and then
+    that asset reads at least what the catalog says it reads."""
+    from governance.catalog import load_catalog
+
+    graph = defs.resolve_asset_graph()
+    consumers = load_catalog().consumers
+    external = {key for key in graph.get_all_asset_keys() if key not in graph.materializable_asset_keys}
+    assert external == {dg.AssetKey(["consumers", name]) for name, c in consumers.items() if c.asset is None}
+    for name, consumer in consumers.items():
+        key = dg.AssetKey.from_user_string(consumer.asset) if consumer.asset else dg.AssetKey(["consumers", name])
+        node, reads = graph.get(key), {dg.AssetKey.from_user_string(dataset) for dataset in consumer.depends_on}
+        if consumer.asset:
+            assert reads <= set(node.parent_keys), name
+            continue
+        assert set(node.parent_keys) == reads, name
+        assert node.group_name == "consumers" and not node.is_materializable
+        assert set(node.owners) == {f"team:{consumer.owner}", consumer.contact}
+        assert node.kinds == {consumer.kind} and node.tags["criticality"] == consumer.criticality
+        for dataset, columns in consumer.depends_on.items():
+            assert f"| {dataset} | {', '.join(columns)} |" in node.metadata["columns read"].value, (name, dataset)
+    # nothing runs them: the whole-graph job leaves them out
+    assert not external & set(defs.resolve_job_def("materialize_all").asset_layer.executable_asset_keys)
 
 
 def test_dbt_tests_are_asset_checks_with_blocking_errors():
@@ -65,7 +91,7 @@ def test_dbt_tests_are_asset_checks_with_blocking_errors():
 
 def test_all_layers_are_daily_partitioned_with_single_run_backfills():
     graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
+    for key in graph.materializable_asset_keys:
         node = graph.get(key)
         if key == dg.AssetKey(["ml", "delay_model"]):
             assert node.partitions_def is None  # trained on all labelled history
@@ -106,7 +132,7 @@ def test_every_asset_shows_the_catalog_owner_steward_tags_description_and_column
 
     catalog = load_catalog()
     graph = defs.resolve_asset_graph()
-    for key in graph.get_all_asset_keys():
+    for key in graph.materializable_asset_keys:
         node, dataset = graph.get(key), catalog.dataset(key.to_user_string())
         assert {f"team:{dataset.owner}", dataset.steward} <= set(node.owners), key
         assert (node.tags["domain"], node.tags["classification"]) == (dataset.domain, dataset.classification), key

@@ -178,6 +178,7 @@ def test_impact_of_a_column_keeps_only_the_direct_consumers_that_read_it(capsys)
     assert direct == {"ops-delay-dashboard", "ua-partner-feed", "aa-partner-feed"}
     # no column-level lineage: everything downstream and its consumers stay listed
     assert {d["dataset"] for d in answer["downstream"]} == {"marts/flight_features", "ml/delay_model",
+                                                          "ml/flight_delay_live_quality",
                                                           "ml/flight_delay_predictions", "ml/flight_delay_drift",
                                                           "marts/bookings"}  # its gate checks the flights
     assert {c["name"]: c["via"] for c in answer["consumers"]}["passenger-delay-notifications"] == \
@@ -421,6 +422,39 @@ def test_report_renders_without_any_check_status():
     assert text.count("no lineage event reported them") == len(CATALOG.datasets)
 
 
+
+def _model_card(data_dir: Path, run: str, version: str, promoted: bool) -> None:
+    """A card as platform_assets/ml/card.py writes it, where MLflow keeps a run's artifacts in the data folder."""
+    folder = data_dir / "mlflow" / "artifacts" / run / "artifacts"
+    folder.mkdir(parents=True)
+    card = {"model": "flight_delay_classifier", "version": version, "created_at": f"2013-0{version}-01T00:00:00",
+            "gate": {"passed": promoted, "decision": "passed" if promoted else "failed: roc_auc 0.59 < 0.60",
+                     "promoted": promoted, "serving_after": "version 1"}}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    (folder / "model_card.md").write_text(f"# Model card: flight_delay_classifier version {version}\n\n<sign-off>\n")
+
+
+def test_the_report_links_every_model_card_from_the_dataset_that_registers_the_model(data_dir, capsys):
+    _lineage_event(data_dir / "lineage", "flight_delay_classifier", [], "2013-01-03T00:00:00Z", job="ml/delay_model")
+    _model_card(data_dir, "a" * 32, "1", promoted=True)
+    _model_card(data_dir, "b" * 32, "2", promoted=False)
+    (data_dir / "mlflow" / "artifacts" / ("c" * 32) / "artifacts").mkdir(parents=True)
+    (data_dir / "mlflow" / "artifacts" / ("c" * 32) / "artifacts" / "model_card.json").write_text("{not json")
+    out = data_dir / "report.html"
+    assert governance_main(["report", "--out", str(out)]) == 0
+    assert "model_cards                 2" in capsys.readouterr().out
+    page = _Page()
+    page.feed(out.read_text())
+    text = " ".join(page.text)
+    assert all(href.startswith("#") for href in page.hrefs), "the cards are in the page, nothing is fetched"
+    assert {"#card-flight_delay_classifier-2", "#card-flight_delay_classifier-1"} <= set(page.hrefs)
+    assert {"card-flight_delay_classifier-1", "card-flight_delay_classifier-2"} <= set(page.ids)
+    section = out.read_text().split('id="ds-ml-delay_model"')[1].split("</section>")[0]
+    assert section.index("version 2</a>") < section.index("version 1</a>")  # newest first
+    assert "not promoted (failed: roc_auc 0.59 &lt; 0.60)" in section and "&lt;sign-off&gt;" in section
+    assert "Model card: flight_delay_classifier version 1" in text
+    assert text.count("Model cards (") == 1  # only the dataset whose job outputs the model
+
 # --- pure rules ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("old", "new", "compatible"), [
@@ -474,3 +508,20 @@ def test_column_decisions_follow_overrides_clearance_and_pii_clearance():
     assert care.columns["email"].access == "full" and care.columns["date_of_birth"].access == "masked"
     assert decide(CATALOG, "analyst", "marts/bookings").columns["passenger_name"].access == "masked"
     assert not decide(CATALOG, "analyst", "raw/bookings").allowed
+
+
+def test_the_consumers_in_the_asset_graph_are_those_of_consumers_yml(tmp_path):
+    def change(consumers):
+        del consumers["ops-delay-dashboard"]["depends_on"]["ml/flight_delay_predictions"]
+        consumers["bi-notebook"] = {**consumers["ua-partner-feed"], "kind": "notebook"}
+
+    graph = load_asset_graph(consumers=True)
+    assert validate(CATALOG, graph, None, Path("/x"), DBT_EXPOSURES).problems == []
+    problems = validate(_load(_catalog_copy(tmp_path, "consumers.yml", change)), graph, None, Path("/x"),
+                        DBT_EXPOSURES).problems
+    assert problems == [
+        "consumer 'consumers/bi-notebook' is in consumers.yml but not in the asset graph snapshot: regenerate the "
+        "snapshot (UPDATE_SNAPSHOTS=1)",
+        "consumer 'consumers/ops-delay-dashboard' reads ['marts/flights'] in consumers.yml, its asset depends on "
+        "['marts/flights', 'ml/flight_delay_predictions'] in the graph snapshot: regenerate the snapshot "
+        "(UPDATE_SNAPSHOTS=1)"]

@@ -32,8 +32,8 @@ def postgres_url():
         shutil.rmtree(server.folder, ignore_errors=True)
 
 
-def test_the_readme_documents_the_postgres_storage_that_is_tested():
-    assert POSTGRES_STORAGE.strip() in (REPO_ROOT / "README.md").read_text()
+def test_the_docs_document_the_postgres_storage_that_is_tested():
+    assert POSTGRES_STORAGE.strip() in (REPO_ROOT / "docs" / "operations.md").read_text()
 
 
 def test_runs_sensors_and_alerts_on_postgres_storage(data_dir, postgres_url, monkeypatch):

@@ -35,7 +35,7 @@ def profile() -> dict:
     train = flights(days_from(dt.date(2013, 1, 1), 19), seed=1)
     holdout = flights(days_from(HOLDOUT_START, 5), seed=2)
     return reference_profile(train, HOLDOUT_START, holdout["delay_probability"].to_numpy(),
-                             {"roc_auc": 0.70}, POLICY.psi_bins)
+                             {"roc_auc": 0.70}, POLICY)
 
 
 def test_a_profile_covers_every_feature_and_the_holdout_scores():
@@ -56,9 +56,13 @@ def test_shifted_features_and_scores_are_significant_with_their_reasons():
     window = flights(days_from(dt.date(2013, 7, 1), 7), shift=6, seed=4)
     drift = measure_day(profile(), window, dt.date(2013, 7, 7), "3", POLICY)
     assert drift.significant
-    assert len(drift.drifted_features) == len(NUMERIC_FEATURES) - 1  # all but the ignored month
-    assert any("features with PSI" in reason for reason in drift.reasons)
-    assert any(reason.startswith("prediction PSI") for reason in drift.reasons)
+    # Every watched numeric feature; the ignored ones (the month, the weather, the trailing statistics) are not measured.
+    assert sorted(drift.drifted_features) == sorted(set(NUMERIC_FEATURES) & set(POLICY.monitored_features))
+    assert set(drift.feature_psi) == set(POLICY.monitored_features) and "temp_f" not in drift.feature_psi
+    assert drift.reasons == ("6 features with PSI >= 0.25 against the training days 2013-01-13..2013-01-19",)
+    # The prediction rule is off in lifecycle.yml (the backtest); switched on, the moved scores are a reason too.
+    scores = measure_day(profile(), window, dt.date(2013, 7, 7), "3", POLICY.model_copy(update={"prediction_psi": 0.25}))
+    assert scores.reasons[1].startswith("prediction PSI")
     assert "| significant |" in features_markdown(drift) and "significant:" in days_markdown([drift])
 
 
@@ -90,3 +94,57 @@ def test_a_performance_drop_is_significant_on_its_own():
     rows = drift_rows(drift)
     assert {row["measure"] for row in rows} == {"feature_psi", "prediction_psi", "performance"}
     assert all(row["significant"] for row in rows)
+
+
+def test_the_recent_reference_is_the_last_training_days_and_the_window_is_judged_against_it():
+    # Training: three weeks, the last of them shifted; a window like that last week drifts from all the training
+    # rows but not from the recent reference.
+    train = pd.concat([flights(days_from(dt.date(2013, 1, 1), 12), seed=1),
+                       flights(days_from(dt.date(2013, 1, 13), 7), shift=6, seed=2)])
+    holdout = flights(days_from(HOLDOUT_START, 5), seed=3)
+    stored = reference_profile(train, HOLDOUT_START, holdout["delay_probability"].to_numpy(), {"roc_auc": 0.70},
+                               POLICY)
+    assert stored["recent_days"] == ["2013-01-13", "2013-01-19"] and stored["recent_rows"] == 7 * 300
+    window = flights(days_from(dt.date(2013, 1, 22), 7), shift=6, seed=4)
+    recent = measure_day(stored, window, dt.date(2013, 1, 28), "3", POLICY.model_copy(update={"reference": "recent"}))
+    everything = measure_day(stored, window, dt.date(2013, 1, 28), "3",
+                             POLICY.model_copy(update={"reference": "training"}))
+    assert recent.reference == "the training days 2013-01-13..2013-01-19" and not recent.drifted_features
+    assert everything.reference == "the training rows" and len(everything.drifted_features) >= 5
+    # A profile stored before recent references existed falls back to its training rows, and says so.
+    old = {key: value for key, value in stored.items() if key not in ("recent_features", "recent_days")}
+    fallback = measure_day(old, window, dt.date(2013, 1, 28), "3", POLICY.model_copy(update={"reference": "recent"}))
+    assert fallback.reference.startswith("the training rows (no recent reference")
+    assert fallback.feature_psi == everything.feature_psi
+
+
+def test_backtest_cuts_are_month_starts_that_bring_new_training_days():
+    from platform_assets.ml.backtest import training_cuts
+
+    days = days_from(dt.date(2013, 1, 1), 10) + days_from(dt.date(2013, 6, 28), 10)
+    assert training_cuts(days) == [dt.date(2013, 2, 1), dt.date(2013, 7, 1)]
+    assert training_cuts(days_from(dt.date(2013, 1, 30), 40)) == [dt.date(2013, 2, 1), dt.date(2013, 3, 1)]
+
+
+def test_backtest_counts_false_alarms_on_quiet_days_and_detections_on_drops():
+    from platform_assets.ml.backtest import FEATURE_SETS, Setting, choose, score_settings
+
+    psi = {f"psi_{feature}": 0.0 for feature in FEATURE_SETS["all"]}
+    # Four quiet days (one with two drifted weather features), two drops (one with a moved score distribution).
+    days = pd.DataFrame([
+        {**psi, "reference": "recent", "prediction_psi": 0.02, "drop": False},
+        {**psi, "reference": "recent", "prediction_psi": 0.02, "drop": False},
+        {**psi, "reference": "recent", "prediction_psi": 0.02, "drop": False},
+        {**psi, "psi_temp_f": 0.6, "psi_pressure_mb": 0.3, "reference": "recent", "prediction_psi": 0.02,
+         "drop": False},
+        {**psi, "psi_carrier": 0.3, "reference": "recent", "prediction_psi": 0.3, "drop": True},
+        {**psi, "reference": "recent", "prediction_psi": 0.12, "drop": True},
+    ])
+    grid = [Setting("recent", "all", 0.25, 2, None), Setting("recent", "flight and plane", 0.25, 1, 0.25),
+            Setting("recent", "flight and plane", 0.25, 1, 0.1)]
+    table = score_settings(days, grid)
+    assert [(row["false_alarms"], row["days_without_drop"], row["detected"], row["days_with_drop"]) for row in table] \
+        == [(1, 4, 0, 2), (0, 4, 1, 2), (0, 4, 2, 2)]
+    assert table[0]["false_alarm_rate"] == 0.25 and table[2]["detection_rate"] == 1.0
+    assert choose(table) is table[2]
+    assert choose(table[:1]) is None  # nothing within the false-alarm budget

@@ -34,8 +34,20 @@ def test_raw_flights_are_exactly_the_real_flights(pipeline_run):
     assert pipeline_run["second_counts"]["marts"]["flights"] == len(window)  # no flight dropped
 
 
+PER_VERSION = ("flight_delay_scores", "flight_delay_live_quality")  # a row per scoring version: champion, shadow
+
+
 def test_materializing_the_same_partitions_twice_changes_no_row_count(pipeline_run):
-    assert pipeline_run["first_counts"] == pipeline_run["second_counts"]
+    """Every table holds the same rows after the second run, but those of every scoring version: the second run's
+    model passed the gate and scores beside the champion in shadow, so they hold the rows of two versions."""
+    first, second = pipeline_run["first_counts"], pipeline_run["second_counts"]
+    assert {layer: {table: rows for table, rows in tables.items() if table not in PER_VERSION}
+            for layer, tables in first.items()} == {
+        layer: {table: rows for table, rows in tables.items() if table not in PER_VERSION}
+        for layer, tables in second.items()}
+    versions = _query(pipeline_run["settings"], "SELECT count(DISTINCT model_version) FROM ml.flight_delay_scores")[0][0]
+    assert versions == 2
+    assert {table: second["ml"][table] for table in PER_VERSION} == {table: 2 * first["ml"][table] for table in PER_VERSION}
 
 
 def test_every_staged_booking_is_published_quarantined_or_a_removed_duplicate(pipeline_run):
@@ -148,10 +160,19 @@ def test_predictions_record_the_champion_version(pipeline_run):
 
     settings = pipeline_run["settings"]
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    champion = mlflow.MlflowClient().get_model_version_by_alias("flight_delay_classifier", "champion")
-    assert champion.tags["dagster_run_id"] == pipeline_run["second"].run_id
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("flight_delay_classifier", "champion")
+    shadow = client.get_model_version_by_alias("flight_delay_classifier", "shadow")
+    # the first run's version serves; the second run's passed the gate and scores in shadow
+    assert champion.tags["dagster_run_id"] == pipeline_run["first"].run_id
+    assert shadow.tags["dagster_run_id"] == pipeline_run["second"].run_id
     versions = _query(settings, "SELECT DISTINCT model_version FROM ml.flight_delay_predictions")
     assert versions == [(str(champion.version),)]
+    roles = _query(settings, "SELECT role, model_version, bool_and(served), bool_or(served), count(*) "
+                             "FROM ml.flight_delay_scores GROUP BY role, model_version ORDER BY 1")
+    rows = pipeline_run["second_counts"]["marts"]["flight_features"]
+    assert roles == [("champion", str(champion.version), True, True, rows),
+                     ("shadow", str(shadow.version), False, False, rows)]
     scored = _query(settings, "SELECT count(*), min(delay_probability), max(delay_probability) "
                               "FROM ml.flight_delay_predictions")[0]
     assert scored[0] == pipeline_run["second_counts"]["marts"]["flight_features"]

@@ -25,7 +25,7 @@ from platform_assets.settings import REPO_ROOT
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright cannot download its own browser here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = REPO_ROOT / "test-output" / "ui"
-LAYERS = ["raw", "cleaned", "features", "ml"]
+GROUPS = ["raw", "cleaned", "features", "ml", "consumers"]  # the layers, and who reads them
 RUN_SECONDS = 240
 UI_SECONDS = 30  # the longest the UI may take to show something that is there
 
@@ -89,9 +89,9 @@ def test_the_asset_graph_shows_every_layer_and_every_owner_team(webserver, page)
 
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
-    assert sorted(set(groups.values())) == sorted(LAYERS)
+    assert sorted(set(groups.values())) == sorted(GROUPS)
     _open(page, f"{webserver}/asset-groups")
-    for layer in LAYERS:
+    for layer in GROUPS:
         expect(page.get_by_text(layer, exact=True).first).to_be_visible()
     _shot(page, "01-asset-graph")
 
@@ -103,12 +103,19 @@ def test_the_asset_graph_shows_every_layer_and_every_owner_team(webserver, page)
     _shot(page, "02-asset-catalog")
 
     catalog = load_catalog()
+    consumers = {f"consumers/{name}": c for name, c in catalog.consumers.items() if c.asset is None}
     for team in sorted({dataset.owner for dataset in catalog.datasets.values()}):  # the teams that own data
         expected = sorted(key for key, dataset in catalog.datasets.items() if dataset.owner == team)
+        expected += sorted(key for key, consumer in consumers.items() if consumer.owner == team)
         # Dagster shows a `team:<name>` owner as <name>.
         links = _catalog_links(page, webserver, f'owner:"{team}"', expected[0])
         assert {href.removeprefix("/assets/") for href in links if href.startswith("/assets/")} == set(expected), team
     _shot(page, "03-catalog-owned-by-passenger-data")
+
+    # Who reads a dataset is in its lineage: everything downstream of marts/bookings includes its consumers.
+    links = _catalog_links(page, webserver, 'key:"marts/bookings"+', "marts/bookings")
+    readers = {key for key, consumer in consumers.items() if "marts/bookings" in consumer.depends_on}
+    assert readers and readers <= {href.removeprefix("/assets/") for href in links if href.startswith("/assets/")}
 
 
 def test_materialize_a_partition_from_the_ui_and_read_its_checks(webserver, platform, page):

@@ -1,4 +1,5 @@
-"""Alerts routed to the people who own the data: failed runs and failed ERROR-severity checks, each sent to
+"""Alerts routed to the people who own the data: failed runs, failed ERROR-severity checks and materializations
+over their cost budget or trend (docs/cost.md), each sent to
 the owner and on-call of the affected dataset (from the governance catalog) with what it breaks downstream."""
 
 import datetime as dt
@@ -45,6 +46,15 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
     # check, naming the days it failed.
     failed: dict[tuple, list] = {}
     for event in events:
+        if event.is_step_materialization:  # over its budget or its trend (platform_assets/cost, docs/cost.md)
+            materialization = event.event_specific_data.materialization
+            over = materialization.metadata.get("cost/alert")
+            if over is not None:
+                dataset = materialization.asset_key.to_user_string()
+                alerts.append(route(dataset, kind="cost", message=f"{dataset} cost: {over.value}"[:2000],
+                                    partition=materialization.partition or run.tags.get("dagster/partition"),
+                                    **common))
+            continue
         if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             continue
         evaluation = event.event_specific_data
@@ -53,7 +63,7 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
     for evaluations in failed.values():
         evaluation = evaluations[0]
         dataset = evaluation.asset_key.to_user_string()
-        refused = evaluation.metadata.get("refused")
+        refused = evaluation.metadata.get("refused") or evaluation.metadata.get("reason")
         message = f"check {evaluation.check_name} failed on {dataset}" + (f": {refused.value}" if refused else "")
         days = sorted(e.partition for e in evaluations if e.partition)
         partition = (days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)") if days else \
@@ -103,8 +113,8 @@ def send(alerts: list[dict], log: Path, webhook_url: str | None, logger) -> None
     name="owner_alert_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Routes failed runs and failed ERROR-severity checks to the owner and on-call of each affected "
-    "dataset (governance catalog), with the downstream consumers it affects and a link to the run. Sinks: "
+    description="Routes failed runs, failed ERROR-severity checks and cost alerts to the owner and on-call of each "
+    "affected dataset (governance catalog), with the downstream consumers it affects and a link to the run. Sinks: "
     "<data>/alerts/alerts.jsonl (append-only) and PLATFORM_ALERT_WEBHOOK_URL when set. WARN checks are not "
     "alerted: they report known gaps of the real data on every run.",
 )

@@ -130,7 +130,8 @@ def step_layer_map(phases: dict) -> dict[str, str]:
             for step in phases.get("steps_seconds", {})}
 
 
-def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Path, manifest: dict) -> dict:
+def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Path, manifest: dict,
+                next_day_manifest: dict) -> dict:
     print(f"== scale {scale:g}: {first}..{last} ({(last - first).days + 1} days) and the next day", flush=True)
     landing = bench_dir / "landing" / f"seed_{args.seed}_scale_{scale:g}"
     next_day = last + dt.timedelta(days=1)
@@ -171,7 +172,19 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         baseline_phases = json.loads(baseline_out.read_text())
         baseline_counts = row_counts(baseline_dir / "warehouse" / "warehouse.duckdb",
                                      {t.name: t.baseline_relation for t in tables})
-        print(f"    baseline: {baseline.seconds:.1f} s, peak {baseline.peak_rss_mb:.0f} MB", flush=True)
+        print(f"    baseline: {baseline.seconds:.1f} s, peak {baseline.peak_rss_mb:.0f} MB; the next day", flush=True)
+        next_manifest_file = work / "manifest_next_day.json"
+        next_manifest_file.write_text(json.dumps(next_day_manifest))
+        baseline_next = run_measured(
+            [sys.executable, "-m", "platform_assets.bench.baseline", "--new-day", "--landing", str(landing),
+             "--warehouse", str(baseline_dir / "warehouse" / "warehouse.duckdb"), "--manifest",
+             str(next_manifest_file), "--start", str(next_day), "--end", str(next_day), "--seed", str(args.seed),
+             "--out", str(baseline_dir / "next_day.json")],
+            child_env(baseline_dir, scale, args.seed, args.memory_limit), logs / "baseline_next_day.log", REPO_ROOT)
+        if baseline_next.returncode != 0:
+            raise RuntimeError(f"the baseline's new day failed at scale {scale:g}, see {logs / 'baseline_next_day.log'}")
+        baseline_next_phases = json.loads((baseline_dir / "next_day.json").read_text())
+        print(f"    baseline next day: {baseline_next.seconds:.1f} s", flush=True)
         embedded_selection = team = None
         if "team" in args.targets:
             if args.team_select:
@@ -203,6 +216,10 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "platform_overlap": history_phases.get("overlap"),
         "incremental_day_seconds": round(incremental.seconds, 1),
         "incremental_peak_rss_mb": round(incremental.peak_rss_mb),
+        # The new day against the baseline's new day (issue 19): the fixed cost of a run, beside the history ratio.
+        "baseline_new_day_seconds": round(baseline_next.seconds, 1),
+        "new_day_ratio": ratio(incremental.seconds, baseline_next.seconds),
+        "baseline_new_day_peak_rss_mb": round(baseline_next.peak_rss_mb),
         "row_counts_match": comparison["row_counts_match"] and history_ok,
         "row_count_mismatches": comparison["mismatches"],
         "platform_success": history_ok,
@@ -222,6 +239,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "platform_phases": history_phases,
         "incremental_phases": incremental_phases,
         "baseline_phases": baseline_phases,
+        "baseline_new_day_phases": baseline_next_phases,
         "deliver_seconds_not_measured": round(deliver_seconds, 1),
     }
     if team is not None:
@@ -296,12 +314,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {report['code_location_load_seconds']} s (definitions import alone "
                   f"{report['definitions_import_seconds']} s)", flush=True)
         manifest = compile_models(first, last, Path(scratch) / "compile")
+        next_day = last + dt.timedelta(days=1)
+        next_day_manifest = compile_models(next_day, next_day, Path(scratch) / "compile_next_day")
     if args.work_dir is None:
         args.work_dir = bench_dir / "tmp"
     args.work_dir.mkdir(parents=True, exist_ok=True)
     report["scales"] = []
     for scale in scales:  # the report is rewritten after each scale: a long run keeps what it measured
-        report["scales"].append(bench_scale(scale, first, last, args, bench_dir, manifest))
+        report["scales"].append(bench_scale(scale, first, last, args, bench_dir, manifest,
+                                            next_day_manifest))
         report["machine"]["load_average_at_end"] = os.getloadavg()
         for name in (f"bench_{stamp}.json", "latest.json"):
             (bench_dir / name).write_text(json.dumps(report, indent=2, default=str))

@@ -158,7 +158,8 @@ def _cell(value, digits: int = 1) -> str:
 SUMMARY_COLUMNS = [
     ("scale", "scale"), ("platform_seconds", "platform s"), ("baseline_seconds", "baseline s"), ("ratio", "ratio"),
     ("platform_peak_rss_mb", "platform peak MB"), ("baseline_peak_rss_mb", "baseline peak MB"),
-    ("incremental_day_seconds", "new day s"), ("row_counts_match", "rows match"),
+    ("incremental_day_seconds", "new day s"), ("baseline_new_day_seconds", "baseline new day s"),
+    ("new_day_ratio", "new day ratio"), ("row_counts_match", "rows match"),
     ("platform_cpu_seconds", "platform CPU s"), ("baseline_cpu_seconds", "baseline CPU s"),
 ]
 
@@ -167,7 +168,7 @@ def summary_table(results: list[dict]) -> str:
     """A Markdown table of the per-scale results (also what the README shows)."""
     header = "| " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |"
     rule = "|" + "|".join("---:" for _ in SUMMARY_COLUMNS) + "|"
-    rows = ["| " + " | ".join(_cell(result.get(key), 2 if key == "ratio" else 1) for key, _ in SUMMARY_COLUMNS)
+    rows = ["| " + " | ".join(_cell(result.get(key), 2 if key.endswith("ratio") else 1) for key, _ in SUMMARY_COLUMNS)
             + " |" for result in results]
     return "\n".join([header, rule, *rows])
 

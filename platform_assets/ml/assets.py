@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from governance.catalog import load_catalog
@@ -24,15 +25,18 @@ from platform_assets.ml.model import (
 from platform_assets.ml.plots import evaluation_png, markdown_image
 from platform_assets.ml.policy import POLICY_PATH, load_policy
 from platform_assets.ml.registry import (
-    CHAMPION, GATE_DECISION_TAG, HISTORY_FILE, champion_version, promote, why_no_champion,
+    CANARY, CANARY_SHARE_TAG, CHAMPION, GATE_DECISION_TAG, HISTORY_FILE, SHADOW, alias_version, champion_version,
+    promote, start_trial, why_no_champion,
 )
+from platform_assets.ml.release import in_canary
 from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import load_settings
 
 FEATURES_TABLE = "marts.flight_features"
-PREDICTIONS_TABLE = "ml.flight_delay_predictions"
+PREDICTIONS_TABLE = "ml.flight_delay_predictions"  # published: the served score of each flight
+SCORES_TABLE = "ml.flight_delay_scores"  # every scoring version's score of each flight, with its role
 MODEL_KEY = dg.AssetKey(["ml", "delay_model"])
 GATE_CHECK = "beats_champion"
 NOTHING_SERVES = "no model serves: no version has passed the promotion gate yet"
@@ -210,7 +214,7 @@ def delay_model(
             "evaluation.png": plot,
             "gate.md": f"{decision.summary()}\n\n{decision.markdown()}\n",
             PROFILE_ARTIFACT: json.dumps(reference_profile(split.train, split.holdout_start, scores, metrics,
-                                                           policy.drift.psi_bins)),
+                                                           policy.drift)),
         })
         logged = mlflow_client.sklearn.log_model(
             pipeline,
@@ -224,24 +228,37 @@ def delay_model(
     version = str(logged.registered_model_version)
     for tag, value in {**tags, "mlflow_run_id": run.info.run_id}.items():
         client.set_model_version_tag(name, version, tag, value)
-    champion_now = str(version) if decision.passed else (champion and str(champion.version))
+    release = policy.release
+    # With a champion serving, a passing version first goes on trial (shadow, then canary if configured); it
+    # serves once its live days show it is not worse (platform_assets/ml/live.py). A first version serves at once.
+    on_trial = decision.passed and champion is not None and (
+        release.shadow_days > 0 or release.sign_off.required or bool(release.canary.shares))
+    promoted = decision.passed and not on_trial
+    champion_now = str(version) if promoted else (champion and str(champion.version))
     serving = f"version {champion_now}" if champion_now else NOTHING_SERVES
-    # The card is logged before the alias can move: no version serves without one.
+    if on_trial:
+        serving += (f" (version {version} in shadow: scored beside it, serves no flight until {release.shadow_days} "
+                    "labelled live days show it is not worse)")
     card = build_card(
         model=name, version=version, created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         dagster_run_id=context.run.run_id, mlflow_run_id=run.info.run_id, owner=model_owner(), table=FEATURES_TABLE,
         feature_dataset_version=feature_version, training=data_window(split.train, training_version),
         holdout=data_window(split.holdout, holdout_version), hyperparameters=hyperparameters, seed=seed,
         features=FEATURES, metrics=metrics, segments=segment_metrics(policy.gate, split.holdout, scores),
-        decision=decision, promoted=decision.passed, serving=serving, known_limits=policy.model_card.known_limits,
+        decision=decision, promoted=promoted, serving=serving, known_limits=policy.model_card.known_limits,
+        sign_off_required=release.sign_off.required,
     )
     card_text = card_markdown(card)
     log_artifacts({CARD_JSON: json.dumps(card, indent=2) + "\n", CARD_MARKDOWN: card_text}, run_id=run.info.run_id)
     client.set_model_version_tag(name, version, "model_card", f"runs:/{run.info.run_id}/{CARD_MARKDOWN}")
     # The alias moves only on a passing gate, before the check reports it.
-    if decision.passed:
-        move = promote(client, name, version, f"gate, dagster run {context.run.run_id}", decision.summary(),
-                       load_settings().mlflow_dir / HISTORY_FILE)
+    history = load_settings().mlflow_dir / HISTORY_FILE
+    if on_trial:
+        move = start_trial(client, name, version, SHADOW, f"gate, dagster run {context.run.run_id}",
+                           decision.summary(), history)
+        context.log.info(move.line())
+    elif promoted:
+        move = promote(client, name, version, f"gate, dagster run {context.run.run_id}", decision.summary(), history)
         context.log.info(move.line())
     else:
         context.log.warning(f"version {version} is not promoted ({decision.summary()}); serving: {serving}")
@@ -253,6 +270,7 @@ def delay_model(
             "challenger_version": version,
             "champion_before": str(champion.version) if champion else "none",
             "champion_after": champion_now or "none",
+            "release": "shadow" if on_trial else ("serves" if promoted else "not released"),
             "serving": serving,
             "comparison": dg.MetadataValue.md(decision.markdown()),
             "policy": str(POLICY_PATH.relative_to(POLICY_PATH.parents[2])),
@@ -262,7 +280,8 @@ def delay_model(
     yield dg.MaterializeResult(
         metadata={
             "model_version": version,
-            "promoted_to_champion": decision.passed,
+            "promoted_to_champion": promoted,
+            "in_shadow": on_trial,
             "champion_version": champion_now or "none",
             "serving": serving,
             "gate_decision": decision.summary(),
@@ -309,8 +328,10 @@ def skipped_for_no_champion(context: dg.AssetExecutionContext, warehouse: Wareho
     key=["ml", "flight_delay_predictions"],
     group_name="ml",
     description="Probability that each scheduled flight of the day arrives more than 15 minutes late, "
-    f"scored before departure by the `{CHAMPION}` model; every row records the model version that scored "
-    f"it. Table `{PREDICTIONS_TABLE}`. While no version has passed the promotion gate nothing is scored: the "
+    f"scored before departure by the `{CHAMPION}` model (or, for a canary's share of flights, by the `{CANARY}` "
+    f"challenger); every row records the model version that scored it. Table `{PREDICTIONS_TABLE}` holds only "
+    f"the served scores; `{SCORES_TABLE}` holds every version's, with its role (champion, shadow, canary) and "
+    "whether it was served. While no version has passed the promotion gate nothing is scored: the "
     "materialization says why (metadata `skipped`) and the days' rows stay as they are.",
     deps=[dg.AssetKey(["marts", "flight_features"]), dg.AssetKey(["ml", "delay_model"])],
     partitions_def=daily_partitions,
@@ -340,22 +361,39 @@ def flight_delay_predictions(
     if champion is None:
         yield from skipped_for_no_champion(context, warehouse, why_no_champion(client, name), first_day, last_day)
         return
-    model = mlflow_client.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+    canary, shadow = alias_version(client, name, CANARY), alias_version(client, name, SHADOW)
+    challenger, role = (canary, CANARY) if canary is not None else (shadow, SHADOW)
+    share = float(canary.tags.get(CANARY_SHARE_TAG, 0)) if canary is not None else 0.0
+    scorers = [(champion, CHAMPION)] + ([(challenger, role)] if challenger is not None else [])
     with warehouse.open() as store:
         features = store.read(
             f"SELECT flight_id, flight_date, data_date, carrier, origin, dest, {', '.join(FEATURES)} "
             f"FROM {FEATURES_TABLE} WHERE data_date BETWEEN $1 AND $2", [first_day, last_day])
-        scored = pd.DataFrame({
-            "flight_id": features["flight_id"],
-            "flight_date": features["flight_date"],
-            "data_date": features["data_date"],
-            "delay_probability": model.predict_proba(as_model_input(features))[:, 1] if len(features) else [],
-        })
-        scored["predicted_delayed"] = scored["delay_probability"] >= 0.5
-        scored["model_name"] = name
-        scored["model_version"] = str(champion.version)
-        scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        scored["dagster_run_id"] = context.run.run_id
+        canary_flights = in_canary(features["flight_id"], share) if share else np.zeros(len(features), dtype=bool)
+        scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        frames = []
+        for version, scorer_role in scorers:
+            model = mlflow_client.sklearn.load_model(f"models:/{name}/{version.version}")
+            frame = pd.DataFrame({
+                "flight_id": features["flight_id"],
+                "flight_date": features["flight_date"],
+                "data_date": features["data_date"],
+                "delay_probability": model.predict_proba(as_model_input(features))[:, 1] if len(features) else [],
+            })
+            frame["predicted_delayed"] = frame["delay_probability"] >= 0.5
+            frame["model_name"] = name
+            frame["model_version"] = str(version.version)
+            frame["scored_at"] = scored_at
+            frame["dagster_run_id"] = context.run.run_id
+            frame["role"] = scorer_role
+            frame["canary_share"] = share
+            # The champion serves every flight but the canary's; a shadow serves none.
+            frame["served"] = ~canary_flights if scorer_role == CHAMPION else (
+                canary_flights if scorer_role == CANARY else np.zeros(len(frame), dtype=bool))
+            frames.append(frame)
+        every_score = pd.concat(frames, ignore_index=True)
+        scored = every_score[every_score["served"]].drop(columns=["role", "canary_share", "served"])
+        scored = scored.sort_values("flight_id", kind="stable").reset_index(drop=True)
         failures = schema_failures(predictions_schema, scored)
         yield from per_day(context, [dg.AssetCheckResult(
             check_name="predictions_schema", passed=failures is None,
@@ -366,12 +404,20 @@ def flight_delay_predictions(
         )])
         if failures is not None:
             return
+        # Every version's scores with their role (what live evaluation reads); consumers read only the served rows.
+        store.replace_days(SCORES_TABLE, every_score, first_day, last_day)
         total = store.replace_days(PREDICTIONS_TABLE, scored, first_day, last_day)
+    trial = {}
+    if challenger is not None:
+        trial = {"challenger_version": str(challenger.version), "challenger_role": role,
+                 "rows_served_by_challenger": int(canary_flights.sum()), "canary_share": share,
+                 "scores_table": SCORES_TABLE}
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
             "rows_scored_this_run": len(scored),
             "model_version": str(champion.version),
             "mean_delay_probability": float(scored["delay_probability"].mean()) if len(scored) else 0.0,
+            **trial,
         }
     )

@@ -13,6 +13,7 @@ from platform_assets.ml.gate import GateDecision
 
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "model_card.md"
+NOT_LIVE_YET = "Not yet evaluated on live, labelled days: the metrics are the holdout's."
 SHOWN_METRICS = ("roc_auc", "average_precision", "log_loss", "brier_score", "accuracy", "positive_rate", "rows")
 
 
@@ -38,7 +39,7 @@ def build_card(
     *, model: str, version: str, created_at: str, dagster_run_id: str, mlflow_run_id: str, owner: dict,
     table: str, feature_dataset_version: str, training: dict, holdout: dict, hyperparameters: dict, seed: int,
     features: list[str], metrics: dict[str, float], segments: dict[str, dict | None], decision: GateDecision,
-    promoted: bool, serving: str, known_limits: list[str],
+    promoted: bool, serving: str, known_limits: list[str], sign_off_required: bool = False,
 ) -> dict:
     unjudged = [scope for scope, values in segments.items() if values is None]
     limits = [
@@ -46,7 +47,7 @@ def build_card(
         f"{holdout['first_day']}..{holdout['last_day']} ({holdout['rows']:,} flights): other periods are not "
         "measured.",
         *([f"Too few holdout flights (or one class) to measure: {', '.join(unjudged)}."] if unjudged else []),
-        "Not yet evaluated on live, labelled days: the metrics are the holdout's.",
+        NOT_LIVE_YET,
         *known_limits,
     ]
     return _plain({
@@ -65,8 +66,23 @@ def build_card(
                                   "champion": c.champion, "rule": c.rule, "passed": c.passed}
                                  for c in decision.comparisons]},
         "known_limits": limits,
-        "sign_off": {"required": False, "status": "none yet", "by": None, "at": None},
+        "sign_off": {"required": sign_off_required, "status": "none yet", "by": None, "at": None},
+        "release": None,
     })
+
+
+def with_release(card: dict, release: dict, sign_off: dict | None) -> dict:
+    """The card once the version's trial (shadow, canary) was judged on live days: the live comparison, the
+    outcome, and who signed it off."""
+    card = {**card, "release": _plain(release)}
+    if sign_off:
+        card["sign_off"] = {**card["sign_off"], "status": "approved", "by": sign_off["by"], "at": sign_off["at"]}
+    card["known_limits"] = [limit for limit in card["known_limits"] if limit != NOT_LIVE_YET]
+    days = release.get("days") or []
+    if days:
+        card["known_limits"].insert(0, f"Judged live on {len(days)} labelled days ({days[0]}..{days[-1]}) in "
+                                       f"{release.get('stage')}: later seasons are not measured.")
+    return card
 
 
 def _number(value: float | None, metric: str = "") -> str:
@@ -108,8 +124,23 @@ def card_markdown(card: dict) -> str:
         f"{'Promoted to champion' if gate['promoted'] else 'Not promoted'}; serving after the decision: "
         f"{gate['serving_after']}.",
         "",
+        *_release_lines(card.get("release")),
         "## Known limits",
         "",
         *(f"- {limit}" for limit in card["known_limits"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _release_lines(release: dict | None) -> list[str]:
+    if not release:
+        return []
+    share = f" at share {release['share']:g}" if release.get("share") else ""
+    days = ", ".join(release.get("days") or []) or "none"
+    lines = ["## Shadow and canary results (live, labelled days)", "",
+             f"{release['stage'].capitalize()}{share}, days {days}: **{release['outcome']}** ({release['reason']}).",
+             "", "| scope | metric | challenger | champion | must be | verdict |", "|---|---|---:|---:|---|---|"]
+    lines += [f"| {c['scope']} | {c['metric']} | {_number(c['challenger'], c['metric'])} | "
+              f"{_number(c['champion'], c['metric'])} | {c['rule']} | {'pass' if c['passed'] else '**FAIL**'} |"
+              for c in release.get("comparisons") or []]
+    return [*lines, ""]

@@ -113,8 +113,8 @@ def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days
     key=DRIFT_KEY,
     group_name="ml",
     description="Drift of the serving model per day, each day judged on the flights of the window ending on it "
-    "that the scoring version did not train on: PSI of every feature against the version's training rows (bands "
-    "0.1 and 0.25), PSI of its scores against the scores "
+    "that the scoring version did not train on: PSI of the watched features against the version's last training "
+    "days (bands 0.1 and 0.25), PSI of its scores against the scores "
     "it gave its holdout, and its performance once arrivals are known against its holdout performance "
     f"(policy: platform_assets/ml/lifecycle.yml). Table `{DRIFT_TABLE}`, one row per day and measure; plots and "
     "metrics also in MLflow. Significant drift fails the WARN check, and `retrain_on_drift` asks for retraining.",
@@ -125,8 +125,8 @@ def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days
     kinds={"duckdb", "mlflow"},
     check_specs=[daily_check_spec(dg.AssetCheckSpec(
         DRIFT_CHECK, asset=DRIFT_KEY,
-        description="WARN: fails when any day of the run drifted significantly (lifecycle.yml: enough features in "
-        "the 0.25 band, prediction PSI, or a performance drop). Drift makes no data wrong, so it blocks nothing: the "
+        description="WARN: fails when any day of the run drifted significantly (lifecycle.yml, calibrated by "
+        "`python -m platform_assets.ml backtest`: a watched feature in the 0.25 band, or a performance drop). Drift makes no data wrong, so it blocks nothing: the "
         "answer is retraining (sensor `retrain_on_drift`), and the promotion gate decides whether the new version "
         "serves. Each day of a run has its own result.",
     ))],

@@ -2,7 +2,8 @@
 
   python -m platform_assets.simulator deliver --start 2013-01-01 --end 2013-11-30
   python -m platform_assets.simulator next --days 3        (the days after the last delivery)
-  --defect NAME=VALUE overrides a booking defect rate (see simulator/README.md); --scale multiplies volume.
+  --defect NAME=VALUE overrides a booking defect, a field of BookingDefects (malformed_email_rate=0.05;
+  docs/sources.md); --scale multiplies volume.
 """
 
 from __future__ import annotations

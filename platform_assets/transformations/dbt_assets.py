@@ -1,5 +1,6 @@
 """The cleaned and feature layers: one dbt project, one `dbt build` per run over the run's date range."""
 
+import json
 import os
 import shutil
 import uuid
@@ -23,7 +24,8 @@ from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # dagster-dbt passes this process's environment to every dbt it starts (the parse of `dagster dev` just below, the
-# builds): profiles.yml picks the deployment's target and, on `team`, its warehouse connection from it.
+# builds): profiles.yml picks the deployment's target, the data folder (resolved: PLATFORM_DATA_DIR as dbt reads
+# it) and, on `team`, its warehouse connection from it.
 os.environ.update(dbt_target_env(load_settings()))
 dbt_project.prepare_if_dev()
 
@@ -152,9 +154,22 @@ def keep_parse_state(data_dir: Path, target: Path) -> None:
         staged.replace(data_dir / "dbt" / PARSE_STATE)
 
 
+def model_seconds(run_results: dict) -> dict[str, float]:
+    """Each node's own execution time in dbt's run_results.json: unique_id -> seconds."""
+    return {result["unique_id"]: float(result.get("execution_time") or 0.0)
+            for result in run_results.get("results", []) if "unique_id" in result}
+
+
+def _run_results(target: Path) -> dict:
+    try:
+        return json.loads((target / "run_results.json").read_text())
+    except (OSError, ValueError):  # dbt failed before writing it
+        return {}
+
+
 def _publish_and_describe(
     context: dg.AssetExecutionContext, events: list, warehouse: WarehouseResource, first_day, last_day,
-    audit_passed: bool,
+    audit_passed: bool, own_seconds: dict[str, float] | None = None,
 ) -> Iterator:
     """Once dbt has released the warehouse: publish the audited marts if the whole build passed, then add
     row counts and column types to each materialization. Unpublished marts are not reported as materialized."""
@@ -178,6 +193,9 @@ def _publish_and_describe(
                     metadata["rows_in_run_range"] = described.rows_in_range
                 if table in versions:
                     metadata["published_version"] = versions[table]
+                unique_id = getattr(event.metadata.get("unique_id"), "value", event.metadata.get("unique_id"))
+                if unique_id in (own_seconds or {}):  # its share of the step's cost (platform_assets/cost)
+                    metadata["cost/own_seconds"] = own_seconds[unique_id]
                 event = event.with_metadata({**event.metadata, **metadata})
             yield event
 
@@ -213,7 +231,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # dagster-dbt passes this process's environment to dbt: profiles.yml reads the target and its warehouse (the
     # DuckDB file under PLATFORM_DATA_DIR, the resolved folder, or the team's server) and how often to retry a
     # locked file, the models read the run range.
-    os.environ.update(PLATFORM_DATA_DIR=str(data_dir), **dbt_target_env(settings),
+    os.environ.update(**dbt_target_env(settings),
                       **dbt_run_range_env(first_day, last_day), **dbt_lock_wait_env(warehouse.lock_wait_seconds),
                       **TESTS_OF_THE_RUN)
     warehouse.wait_until_free()  # dbt-duckdb fails at once on a file another process holds
@@ -225,7 +243,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     except DagsterDbtCliRuntimeError as error:
         failure = error
     keep_parse_state(data_dir, target)
-    described = list(_publish_and_describe(context, events, warehouse, first_day, last_day, failure is None))
+    described = list(_publish_and_describe(context, events, warehouse, first_day, last_day, failure is None,
+                                           model_seconds(_run_results(target))))
     emit_dbt_lineage(context, invocation, described, warehouse, dbt_asset_key)
     yield from per_day(context, described)
     if failure is not None:

@@ -1,13 +1,18 @@
-"""The dbt target of the deployment: dbt_project/profiles.yml picks its output from PLATFORM_TARGET, and the `team`
-output reads the PostgreSQL connection from variables derived here from PLATFORM_WAREHOUSE_URL (one setting for
-the platform, dbt and a person alike).
+"""The dbt target of the deployment: dbt_project/profiles.yml picks its output from PLATFORM_TARGET; the `embedded`
+output reads the data folder from PLATFORM_DATA_DIR, which must be absolute and resolved (as Settings.data_dir is)
+so that dbt-ol names the warehouse's tables exactly as the platform's lineage does; the `team` output reads the
+PostgreSQL connection from variables derived here from PLATFORM_WAREHOUSE_URL (one setting for the platform, dbt
+and a person alike).
 
     python -m platform_assets.transformations.dbt_target build --select flights   dbt with the deployment's target
+    eval "$(python -m platform_assets.transformations.dbt_target env)"            the same variables in this shell,
+                                                                                   for dbt or dbt-ol by hand
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -61,22 +66,34 @@ def warehouse_connection_env(url: str | None) -> dict[str, str]:
 
 
 def dbt_target_env(settings: Settings) -> dict[str, str]:
-    """What dbt's profile reads for the deployment: the target and, on `team`, the warehouse connection."""
-    env = {"PLATFORM_TARGET": settings.target}
+    """What dbt's profile reads for the deployment: the target and the data folder as the platform resolved it
+    (dbt-ol names a DuckDB table `duckdb://<the profile's path>`: a relative path, a trailing slash or a symlink
+    would name other datasets than the platform's lineage) and, on `team`, the warehouse connection."""
+    env = {"PLATFORM_TARGET": settings.target, "PLATFORM_DATA_DIR": str(settings.data_dir.resolve())}
     if settings.target == "team":
         env.update(warehouse_connection_env(settings.warehouse_url))
     return env
 
 
+def shell_exports(env: dict[str, str]) -> str:
+    """`export NAME=value` lines a POSIX shell can `eval`."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        env = {**os.environ, **dbt_target_env(load_settings())}
+        target_env = dbt_target_env(load_settings())
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if argv == ["env"]:
+        # For dbt or dbt-ol run by hand: eval "$(python -m platform_assets.transformations.dbt_target env)"
+        sys.stdout.write(shell_exports(target_env))
+        return 0
     dbt = os.path.join(os.path.dirname(sys.executable), "dbt")
-    command = [dbt, *(sys.argv[1:] if argv is None else argv)]
-    return subprocess.run(command, cwd=DBT_PROJECT_DIR, env={**env, "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}).returncode
+    env = {**os.environ, **target_env, "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
+    return subprocess.run([dbt, *argv], cwd=DBT_PROJECT_DIR, env=env).returncode
 
 
 if __name__ == "__main__":

@@ -148,6 +148,17 @@ class Warehouse(ABC):
         """Make `rows` the content of [first_day, last_day] (its data_date) of `relation` ("schema.table", created
         from the frame's columns when missing), in one transaction; the table's rows afterwards."""
 
+    @abstractmethod
+    def table_bytes(self, relations: Sequence[str]) -> dict[str, int | None]:
+        """The storage each table ("schema.table") takes now, None for one that does not exist. DuckDB: the
+        distinct storage blocks of its persisted segments times the block size (an estimate: a block shared with
+        another table counts for both); PostgreSQL: pg_total_relation_size (table, indexes, TOAST)."""
+
+    @abstractmethod
+    def append(self, relation: str, columns: dict[str, str], rows: Sequence[Sequence]) -> None:
+        """Append `rows` to `relation` ("schema.table"), created with `columns` (name -> a type both targets
+        know: TEXT, DATE, INTEGER, BIGINT, DOUBLE PRECISION, TIMESTAMP) when missing, in one transaction."""
+
     def rebuilt(self, relations: Sequence[str]) -> None:
         """`relations` ("schema.table") were created or re-created by another tool (dbt). The embedded target
         enforces access at read time (governance's sandbox): nothing to do; a server warehouse re-applies the

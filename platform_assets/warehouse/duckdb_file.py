@@ -153,3 +153,26 @@ class DuckDBWarehouse(Warehouse):
         finally:
             connection.unregister("platform_rows")
         return connection.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+
+    def table_bytes(self, relations: Sequence[str]) -> dict[str, int | None]:
+        block = self.connection.execute("SELECT block_size FROM pragma_database_size()").fetchall()[0][0]
+        sizes: dict[str, int | None] = {}
+        for relation in relations:
+            schema, table = relation.split(".")
+            exists = self.connection.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = $1 "
+                "AND table_name = $2", [schema, table]).fetchall()[0][0]
+            sizes[relation] = self.connection.execute(
+                "SELECT count(DISTINCT block_id) FROM pragma_storage_info($1) WHERE block_id >= 0",
+                [f"{quoted(schema)}.{quoted(table)}"]).fetchall()[0][0] * block if exists else None
+        return sizes
+
+    def append(self, relation: str, columns: dict[str, str], rows: Sequence[Sequence]) -> None:
+        connection = self.connection
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {relation.split('.')[0]}")
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {relation} "
+                           f"({', '.join(f'{quoted(name)} {kind}' for name, kind in columns.items())})")
+        if rows:
+            placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+            connection.executemany(f"INSERT INTO {relation} ({', '.join(map(quoted, columns))}) "
+                                   f"VALUES ({placeholders})", [list(row) for row in rows])

@@ -419,3 +419,26 @@ class PostgresWarehouse(Warehouse):
         in_range = self.query(f"SELECT count(*) FROM {relation} WHERE data_date BETWEEN '{first_day}' AND "
                               f"'{last_day}'")[0][0] if "data_date" in columns else None
         return TableDescription(columns, rows, in_range)
+
+    def table_bytes(self, relations: Sequence[str]) -> dict[str, int | None]:
+        return {relation: self.query("SELECT pg_total_relation_size(to_regclass($1))", [relation])[0][0]
+                for relation in relations}
+
+    def append(self, relation: str, columns: dict[str, str], rows: Sequence[Sequence]) -> None:
+        schema, _ = relation.split(".")
+        server = self.server()
+        with server.cursor() as cursor:
+            try:
+                # Two steps creating the table at once: the second would fail on the catalog's unique index.
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [relation])
+                create_schema(cursor, schema)
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {relation} "
+                               f"({', '.join(f'{quoted(name)} {kind}' for name, kind in columns.items())})")
+                placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+                for row in rows:
+                    cursor.execute(f"INSERT INTO {relation} ({', '.join(map(quoted, columns))}) "
+                                   f"VALUES ({placeholders})", list(row))
+                server.commit()
+            except BaseException:
+                server.rollback()
+                raise
