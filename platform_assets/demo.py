@@ -45,15 +45,20 @@ def layer_row_counts(settings: Settings) -> dict[str, dict[str, int]]:
 
 
 def check_results(instance: dg.DagsterInstance, run_id: str) -> tuple[int, list[str]]:
-    passed, failed = 0, []
+    """(checks that passed on every day, each failed check with the days it failed). A check of daily data has one
+    result per day of the run (platform_assets/checks/daily.py); it is counted once."""
+    days: dict[str, list] = {}
+    severity: dict[str, str] = {}
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = record.get_dagster_event().event_specific_data
-        if evaluation.passed:
-            passed += 1
-        else:
-            failed.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
-                          f"({evaluation.severity.value})")
-    return passed, failed
+        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        days.setdefault(name, [])
+        if not evaluation.passed:
+            days[name].append(evaluation.partition)
+            severity[name] = evaluation.severity.value
+    failed = [f"{name} ({severity[name]}" + (f", {len(failed_days)} day(s)" if any(failed_days) else "") + ")"
+              for name, failed_days in days.items() if failed_days]
+    return len(days) - len(failed), failed
 
 
 def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:

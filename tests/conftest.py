@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dagster_servers import PLATFORM_DAY, environment, start_webserver, stop
 from lineage_receiver import LineageReceiver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,44 @@ def governed_warehouse(data_dir: Path) -> dict:
                                                          in zip(bookings["passenger_name"], bookings["email"],
                                                                 strict=True)))
     return {"path": path, "pii": data["pii"], "carriers": data["carriers"], "rows": data["rows"]}
+
+# Runs launched from the UI or the API start at once in a subprocess of the code server: no daemon (whose sensors
+# would start runs of their own) is needed.
+IMMEDIATE_RUNS_YAML = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: DefaultRunCoordinator
+telemetry:
+  enabled: false
+"""
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory):
+    """A data folder with one delivered day (PLATFORM_DAY) and an instance that launches runs immediately, shared by the
+    tests of the UI and of the API (test_ui_browser.py, test_check_results_api.py)."""
+    folder = tmp_path_factory.mktemp("ui") / "data"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLATFORM_DATA_DIR", str(folder))
+        from platform_assets.demo import deliver
+        from platform_assets.instance import prepare_instance
+        from platform_assets.settings import load_settings
+
+        settings = load_settings()
+        settings.dagster_home.mkdir(parents=True)
+        (settings.dagster_home / "dagster.yaml").write_text(IMMEDIATE_RUNS_YAML)
+        prepare_instance(settings)
+        day = dt.date.fromisoformat(PLATFORM_DAY)
+        deliver(settings, day, day)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def webserver(platform):
+    """`dagster-webserver` over `platform` on 127.0.0.1, once its code location has loaded; its URL."""
+    server, url = start_webserver(environment(platform.data_dir, platform.dagster_home),
+                                  platform.data_dir / "webserver.log")
+    try:
+        yield url
+    finally:
+        stop(server)

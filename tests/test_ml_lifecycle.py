@@ -91,6 +91,13 @@ def _evaluations(instance, run_id: str) -> dict:
             for r in records}
 
 
+def _daily_evaluations(instance, run_id: str, key: str, check: str) -> dict:
+    """day -> the check's evaluation of that day in the run."""
+    records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    evaluations = [r.get_dagster_event().event_specific_data for r in records]
+    return {e.partition: e for e in evaluations if e.asset_key.to_user_string() == key and e.check_name == check}
+
+
 def _materialization(instance, run_id: str, key: str) -> dict:
     records = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
     for record in records:
@@ -340,16 +347,21 @@ def test_drift_is_significant_when_a_january_model_scores_july(lifecycle):
     from platform_assets.ml.policy import load_policy
 
     assert lifecycle.summer.success
-    january = _evaluations(lifecycle.instance, lifecycle.january.run_id)[("ml/flight_delay_drift",
-                                                                          "no_significant_drift")]
-    summer = _evaluations(lifecycle.instance, lifecycle.summer.run_id)[("ml/flight_delay_drift",
-                                                                        "no_significant_drift")]
+    # One result per day of the run, each day judged on its own (platform_assets/checks/daily.py).
+    january = _daily_evaluations(lifecycle.instance, lifecycle.january.run_id, "ml/flight_delay_drift",
+                                 "no_significant_drift")
+    summer = _daily_evaluations(lifecycle.instance, lifecycle.summer.run_id, "ml/flight_delay_drift",
+                                "no_significant_drift")
     # January's days are the model's own training days (and two holdout days): its reference, not drift.
-    assert january.passed and january.metadata["days_judged"].value == 0
-    assert "did not train on" in january.metadata["days"].value
-    assert not summer.passed and summer.severity == dg.AssetCheckSeverity.WARN
+    assert january and all(e.passed and not e.metadata["judged"].value for e in january.values())
+    drift = _materialization(lifecycle.instance, lifecycle.january.run_id, "ml/flight_delay_drift")
+    assert drift["days_judged"] == 0 and "did not train on" in drift["days"]
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in summer.values())
     # From July 4 on, the 7-day windows hold only days the January model never saw.
-    assert summer.metadata["significant_days"].value == "2013-07-04, 2013-07-05, 2013-07-06, 2013-07-07"
+    assert sorted(day for day, e in summer.items() if not e.passed) == [
+        "2013-07-04", "2013-07-05", "2013-07-06", "2013-07-07"]
+    summary = _materialization(lifecycle.instance, lifecycle.summer.run_id, "ml/flight_delay_drift")
+    assert summary["significant_days"] == "2013-07-04, 2013-07-05, 2013-07-06, 2013-07-07"
     with duckdb.connect(str(lifecycle.settings.warehouse_path), read_only=True) as connection:
         judged = "FROM ml.flight_delay_drift WHERE judged AND measure IN ('feature_psi', 'prediction_psi')"
         psi = dict(connection.execute(f"SELECT name, min(value) {judged} GROUP BY name").fetchall())

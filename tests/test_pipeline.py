@@ -68,13 +68,19 @@ def test_the_reconciliation_check_proves_the_balance_with_its_numbers(pipeline_r
     records = [r for r in instance.all_logs(pipeline_run["second"].run_id,
                                              of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
                if r.get_dagster_event().event_specific_data.asset_check_key == key]
-    evaluation = records[0].get_dagster_event().event_specific_data
-    numbers = {name: value.value for name, value in evaluation.metadata.items()}
-    assert evaluation.passed and numbers["days_unbalanced"] == 0
-    assert numbers["days_checked"] == (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
-    assert numbers["input_rows"] == (numbers["published_rows"] + numbers["quarantined_rows"]
-                                     + numbers["duplicates_removed"])
-    assert numbers["input_rows"] == pipeline_run["second_counts"]["raw"]["bookings"]
+    # One result per day of the run, each day judged on its own (platform_assets/checks/daily.py).
+    evaluations = {record.get_dagster_event().event_specific_data.partition:
+                   record.get_dagster_event().event_specific_data for record in records}
+    days = (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
+    assert sorted(evaluations) == [str(PIPELINE_FIRST_DAY + dt.timedelta(days=n)) for n in range(days)]
+    inputs = 0
+    for evaluation in evaluations.values():
+        numbers = {name: value.value for name, value in evaluation.metadata.items()}
+        assert evaluation.passed and numbers["days_unbalanced"] == 0 and numbers["days_checked"] == 1
+        assert numbers["input_rows"] == (numbers["published_rows"] + numbers["quarantined_rows"]
+                                         + numbers["duplicates_removed"])
+        inputs += numbers["input_rows"]
+    assert inputs == pipeline_run["second_counts"]["raw"]["bookings"]
 
 
 def test_every_raw_contract_gate_passed_and_published(pipeline_run):
@@ -197,8 +203,12 @@ def test_dbt_model_schemas_are_compared_with_the_previous_run(pipeline_run):
 
     assert {e.asset_key for e in schema_checks} == set(dbt_models.keys) & demo_asset_keys(defs.resolve_asset_graph())
     assert all(e.passed and e.metadata["compared_with"].value == "previous run" for e in schema_checks)
-    distribution = [e for e in evaluations if e.check_name == "feature_distribution"]
-    assert len(distribution) == 1 and "| plane_age_years |" in distribution[0].metadata["distribution"].value
+    # One result per day: the week ending on that day against the four before it.
+    distribution = {e.partition: e for e in evaluations if e.check_name == "feature_distribution"}
+    assert len(distribution) == (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
+    last = distribution[str(PIPELINE_LAST_DAY)].metadata
+    assert last["current_window_end"].value == str(PIPELINE_LAST_DAY)
+    assert "| plane_age_years |" in last["distribution"].value
 
 
 def test_dbt_starts_from_the_parse_state_the_previous_run_left(pipeline_run):

@@ -1,16 +1,14 @@
 """The Dagster UI as a person sees it, in a real browser: Debian's Chromium (`make test` installs it) driven by
 Playwright, headless, against `dagster-webserver` on 127.0.0.1 over a temporary instance with one delivered
-day. Screenshots of every step are saved under test-output/ui/ (look at them when a test fails)."""
+day (the `platform` and `webserver` fixtures of conftest.py). Screenshots of every step are saved under
+test-output/ui/ (look at them when a test fails)."""
 
-import datetime as dt
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from dagster_servers import PLATFORM_DAY as DAY
 from deliveries import DEMO_RAW_KEYS
 from governance.catalog import load_catalog
 from platform_assets.settings import REPO_ROOT
@@ -26,75 +25,9 @@ from platform_assets.settings import REPO_ROOT
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright cannot download its own browser here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SCREENSHOTS = REPO_ROOT / "test-output" / "ui"
-DAY = "2013-01-01"
 GROUPS = ["raw", "cleaned", "features", "ml", "consumers"]  # the layers, and who reads them
-STARTUP_SECONDS = 180
 RUN_SECONDS = 240
 UI_SECONDS = 30  # the longest the UI may take to show something that is there
-# Runs launched from the UI start at once in a subprocess of the code server: no daemon (whose sensors would
-# start runs of their own) is needed.
-DAGSTER_YAML = """\
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: DefaultRunCoordinator
-telemetry:
-  enabled: false
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory):
-    """A data folder with one delivered day and an instance that launches runs immediately."""
-    folder = tmp_path_factory.mktemp("ui") / "data"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PLATFORM_DATA_DIR", str(folder))
-        from platform_assets.demo import deliver
-        from platform_assets.instance import prepare_instance
-        from platform_assets.settings import load_settings
-
-        settings = load_settings()
-        settings.dagster_home.mkdir(parents=True)
-        (settings.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
-        prepare_instance(settings)
-        day = dt.date.fromisoformat(DAY)
-        deliver(settings, day, day)
-        yield settings
-
-
-@pytest.fixture(scope="module")
-def webserver(platform):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = platform.data_dir / "webserver.log"
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PLATFORM_DATA_DIR": str(platform.data_dir), "DAGSTER_HOME": str(platform.dagster_home),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert server.poll() is None, f"dagster-webserver exited:\n{log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"dagster-webserver not up:\n{log_path.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 @pytest.fixture(scope="module")

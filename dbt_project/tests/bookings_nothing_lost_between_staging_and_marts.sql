@@ -1,6 +1,6 @@
 {{
     config(
-        meta={'dagster': {'ref': {'name': 'bookings_quarantine'}}},
+        meta={'dagster': {'ref': {'name': 'bookings'}}},
     )
 }}
 

@@ -42,6 +42,9 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
     common = {"run_id": run_id, "job": run.job_name, "run_url": settings.run_url(run_id),
               "time": dt.datetime.now(dt.UTC).isoformat()}
     alerts = []
+    # A check of daily data has one result per day of the run (platform_assets/checks/daily.py): one alert per
+    # check, naming the days it failed.
+    failed: dict[tuple, list] = {}
     for event in events:
         if event.is_step_materialization:  # over its budget or its trend (platform_assets/cost, docs/cost.md)
             materialization = event.event_specific_data.materialization
@@ -55,14 +58,18 @@ def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition
         if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             continue
         evaluation = event.event_specific_data
-        if evaluation.passed or evaluation.severity != dg.AssetCheckSeverity.ERROR:
-            continue
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.setdefault((evaluation.asset_key, evaluation.check_name), []).append(evaluation)
+    for evaluations in failed.values():
+        evaluation = evaluations[0]
         dataset = evaluation.asset_key.to_user_string()
         refused = evaluation.metadata.get("refused") or evaluation.metadata.get("reason")
         message = f"check {evaluation.check_name} failed on {dataset}" + (f": {refused.value}" if refused else "")
+        days = sorted(e.partition for e in evaluations if e.partition)
+        partition = (days[0] if len(days) == 1 else f"{days[0]}..{days[-1]} ({len(days)} days)") if days else \
+            run.tags.get("dagster/partition")
         alerts.append(route(dataset, kind="check_failed", check=evaluation.check_name, severity="ERROR",
-                            blocking=evaluation.blocking, partition=evaluation.partition or run.tags.get(
-                                "dagster/partition"), message=message[:2000], **common))
+                            blocking=evaluation.blocking, partition=partition, message=message[:2000], **common))
     if run.status != dg.DagsterRunStatus.FAILURE:
         return alerts
     failures = [event for event in events if event.is_step_failure]

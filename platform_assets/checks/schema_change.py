@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from platform_assets.checks.daily import WHOLE_TABLE, daily_check_spec, per_day
 from platform_assets.transformations.dbt_assets import dbt_models
 
 def schema_differences(previous: dict[str, str], current: dict[str, str]) -> list[str]:
@@ -33,16 +34,21 @@ def latest_and_previous_run_schema(instance: dg.DagsterInstance, key: dg.AssetKe
 
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec(
+        daily_check_spec(dg.AssetCheckSpec(
             "schema_unchanged", asset=key,
             description="WARN: the columns and types match the previous run's materialization; a removed column "
-            "or a changed type breaks consumers (the catalog's breaking-change review decides).",
-        )
+            "or a changed type breaks consumers (the catalog's breaking-change review decides). Judges the whole "
+            "table: each day of a run has the run's result.",
+        ))
         for key in sorted(dbt_models.keys, key=lambda k: k.path)
     ],
     can_subset=True,
 )
 def dbt_schema_changes(context: dg.AssetCheckExecutionContext):
+    yield from per_day(context, _schema_results(context), scope=WHOLE_TABLE)
+
+
+def _schema_results(context: dg.AssetCheckExecutionContext):
     for check_key in context.selected_asset_check_keys:
         current, previous = latest_and_previous_run_schema(context.instance, check_key.asset_key)
         changes = schema_differences(previous, current) if current and previous else []

@@ -48,8 +48,8 @@ class Held:
 
 
 def materialized_key(context: dg.AssetExecutionContext, event) -> dg.AssetKey | None:
-    if isinstance(event, dg.Output):
-        return context.asset_key_for_output(event.output_name)
+    if isinstance(event, dg.Output):  # an asset check's output (platform_assets/checks/daily.py) has no asset
+        return context.assets_def.keys_by_output_name.get(event.output_name)
     if isinstance(event, dg.MaterializeResult):
         return event.asset_key or context.asset_key
     if isinstance(event, dg.AssetMaterialization):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from governance.catalog import load_catalog
 from governance.masking import PersonalData, personal_data
+from platform_assets.checks.daily import daily_check_spec, per_day
 from platform_assets.lineage import model_dataset, table_dataset, tracked
 from platform_assets.ml.drift import PROFILE_ARTIFACT, reference_profile
 from platform_assets.ml.card import CARD_JSON, CARD_MARKDOWN, build_card, card_markdown, data_window
@@ -313,8 +314,8 @@ def skipped_for_no_champion(context: dg.AssetExecutionContext, warehouse: Wareho
     context.log.warning(f"predictions for {first_day}..{last_day} skipped: {reason}")
     with warehouse.open(read_only=True) as store:
         rows = table_rows(store, PREDICTIONS_TABLE)
-    yield dg.AssetCheckResult(check_name="predictions_schema", passed=True, metadata={
-        "rows": 0, "outcome": f"nothing scored, nothing published: {reason}"})
+    yield from per_day(context, [dg.AssetCheckResult(check_name="predictions_schema", passed=True, metadata={
+        "rows": 0, "outcome": f"nothing scored, nothing published: {reason}"})])
     yield dg.MaterializeResult(metadata={
         "skipped": reason,
         "model_version": "none",
@@ -337,12 +338,13 @@ def skipped_for_no_champion(context: dg.AssetExecutionContext, warehouse: Wareho
     backfill_policy=single_run,
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"scikitlearn", "duckdb"},
-    check_specs=[dg.AssetCheckSpec(
+    check_specs=[daily_check_spec(dg.AssetCheckSpec(
         "predictions_schema", asset=dg.AssetKey(["ml", "flight_delay_predictions"]), blocking=True,
         description="Blocking write-audit-publish gate: the scored frame conforms to its pandera schema (one row "
         "per flight, probabilities in [0, 1], model version present) before it replaces the run's days in "
-        f"{PREDICTIONS_TABLE}. On failure the previous predictions stay; failure cases in metadata.",
-    )],
+        f"{PREDICTIONS_TABLE}. On failure the previous predictions stay; failure cases in metadata. Judges the "
+        "run's days together: each day of a run has the run's result.",
+    ))],
     output_required=False,
 )
 @tracked(inputs=[table_dataset(FEATURES_TABLE), model_dataset()], outputs=[table_dataset(PREDICTIONS_TABLE)])
@@ -393,13 +395,13 @@ def flight_delay_predictions(
         scored = every_score[every_score["served"]].drop(columns=["role", "canary_share", "served"])
         scored = scored.sort_values("flight_id", kind="stable").reset_index(drop=True)
         failures = schema_failures(predictions_schema, scored)
-        yield dg.AssetCheckResult(
+        yield from per_day(context, [dg.AssetCheckResult(
             check_name="predictions_schema", passed=failures is None,
             metadata={"rows": len(scored), "outcome": "published" if failures is None else "NOT published",
                       "failure_cases": dg.MetadataValue.md(
                           failures_markdown(failures, personal=personal_data(PREDICTIONS_TABLE.replace(".", "/")))
                           if failures is not None else "None.")},
-        )
+        )])
         if failures is not None:
             return
         # Every version's scores with their role (what live evaluation reads); consumers read only the served rows.

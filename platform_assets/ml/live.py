@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from platform_assets.checks.daily import daily_check_spec, per_day
 from platform_assets.ml.assets import FEATURES_TABLE, SCORES_TABLE, log_artifacts, table_rows
 from platform_assets.ml.card import CARD_JSON, CARD_MARKDOWN, card_markdown, with_release
 from platform_assets.ml.model import LABEL
@@ -145,13 +146,14 @@ def _advance_trial(client, store, name: str, policy, history: Path) -> dict:
     backfill_policy=single_run,
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"duckdb", "mlflow"},
-    check_specs=[dg.AssetCheckSpec(
+    check_specs=[daily_check_spec(dg.AssetCheckSpec(
         BUDGET_CHECK, asset=LIVE_KEY,
         description="ERROR, not blocking: fails when the champion's live metric fell below its expected level (the "
         "previous champion's live level, or its own holdout) by more than the error budget on the last labelled days "
         "in a row (lifecycle.yml: release.rollback). The alias has then moved back on its own (or, for a first "
-        "champion, there is nothing to restore); the owners' alert sensor routes the failure to ml-platform.",
-    )],
+        "champion, there is nothing to restore); the owners' alert sensor routes the failure to ml-platform. Judges "
+        "the run's days together: each day of a run has the run's result.",
+    ))],
     output_required=False,
 )
 def flight_delay_live_quality(
@@ -195,9 +197,9 @@ def flight_delay_live_quality(
     }
     if skipped:
         metadata["skipped"] = skipped
-    yield dg.AssetCheckResult(
+    yield from per_day(context, [dg.AssetCheckResult(
         check_name=BUDGET_CHECK, passed="breach" not in outcome, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"reason": outcome.get("rolled_back") or outcome.get("breach") or "within the error budget",
                   **{key: metadata[key] for key in ("champion", "expected", "breach") if key in metadata}},
-    )
+    )])
     yield dg.MaterializeResult(metadata={"dagster/row_count": total, **metadata})

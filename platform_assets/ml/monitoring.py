@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from platform_assets.checks.daily import DailyResults, daily_check_spec, per_day, run_days
 from platform_assets.lineage import table_dataset, tracked
 from platform_assets.ml.assets import FEATURES_TABLE, PREDICTIONS_TABLE, log_artifacts, table_rows
 from platform_assets.ml.drift import (
@@ -93,6 +94,21 @@ def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
         mlflow_client.MlflowClient().log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
+def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days: list[str]):
+    """Each day of the run judged on its own drift; a day with nothing scored passes, saying so. With nothing
+    scored on any day (no model serves), or a run of one day: the run's result."""
+    if len(days) <= 1 or not measured:
+        return run_result
+    by_day = {str(drift.day): drift for drift in measured}
+    not_measured = dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                       metadata={"judged": False, "note": "nothing scored this day"})
+    return DailyResults(DRIFT_CHECK, {day: dg.AssetCheckResult(
+        passed=not by_day[day].significant, severity=dg.AssetCheckSeverity.WARN, metadata={
+            "judged": by_day[day].judged, "significant": by_day[day].significant,
+            "model_version": by_day[day].model_version,
+            "reasons": "; ".join(by_day[day].reasons) or "none"}) if day in by_day else not_measured for day in days})
+
+
 @dg.asset(
     key=DRIFT_KEY,
     group_name="ml",
@@ -107,13 +123,13 @@ def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
     backfill_policy=single_run,
     op_tags=WAREHOUSE_OP_TAGS,
     kinds={"duckdb", "mlflow"},
-    check_specs=[dg.AssetCheckSpec(
+    check_specs=[daily_check_spec(dg.AssetCheckSpec(
         DRIFT_CHECK, asset=DRIFT_KEY,
         description="WARN: fails when any day of the run drifted significantly (lifecycle.yml, calibrated by "
         "`python -m platform_assets.ml backtest`: a watched feature in the 0.25 band, or a performance drop). Drift makes no data wrong, so it blocks nothing: the "
         "answer is retraining (sensor `retrain_on_drift`), and the promotion gate decides whether the new version "
-        "serves.",
-    )],
+        "serves. Each day of a run has its own result.",
+    ))],
     output_required=False,
 )
 @tracked(inputs=[table_dataset(FEATURES_TABLE), table_dataset(PREDICTIONS_TABLE)], outputs=[table_dataset(DRIFT_TABLE)])
@@ -162,6 +178,7 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         materialization |= {"latest_day_features": dg.MetadataValue.md(features_markdown(latest)),
                             "drift_plot": dg.MetadataValue.md(markdown_image(plot, "feature PSI and daily drift"))}
     context.log.info(f"drift: {len(significant)} of {len(judged)} judged days significant")
-    yield dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=not significant, severity=dg.AssetCheckSeverity.WARN,
-                              metadata=metadata)
+    run_result = dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=not significant,
+                                     severity=dg.AssetCheckSeverity.WARN, metadata=metadata)
+    yield from per_day(context, [drift_by_day(run_result, days, run_days(context))])
     yield dg.MaterializeResult(metadata=materialization | metadata)

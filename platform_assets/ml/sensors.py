@@ -22,6 +22,19 @@ def _evaluation(record):
     return event.event_specific_data
 
 
+def _executions_after(instance: dg.DagsterInstance, seen: int, page: int = 100) -> list:
+    """Every execution record of the check after `seen`: a run of many days records one per day
+    (platform_assets/checks/daily.py), more than a page."""
+    records, cursor = [], None
+    while True:
+        history = instance.event_log_storage.get_asset_check_execution_history(DRIFT_CHECK_KEY, limit=page,
+                                                                               cursor=cursor)
+        records += [record for record in history if record.id > seen]
+        if len(history) < page or history[-1].id <= seen:
+            return records
+        cursor = history[-1].id
+
+
 def _in_progress(instance: dg.DagsterInstance, record) -> bool:
     run = instance.get_run_by_id(record.run_id)
     return run is not None and not run.is_finished
@@ -38,8 +51,7 @@ def _in_progress(instance: dg.DagsterInstance, record) -> bool:
 )
 def retrain_on_drift(context: dg.SensorEvaluationContext):
     seen = int(context.cursor or 0)
-    history = context.instance.event_log_storage.get_asset_check_execution_history(DRIFT_CHECK_KEY, limit=100)
-    new = sorted((record for record in history if record.id > seen), key=lambda record: record.id)
+    new = sorted(_executions_after(context.instance, seen), key=lambda record: record.id)
     results = [(record, _evaluation(record)) for record in new]
     # Never move the cursor past an execution that may still report; re-reading the ones after it is harmless.
     pending = [record.id for record, result in results if result is None and _in_progress(context.instance, record)]

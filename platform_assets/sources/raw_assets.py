@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from platform_assets.checks.contracts import violations_markdown
+from platform_assets.checks.daily import DailyResults, daily_check_spec, per_day
 from platform_assets.lineage import file_dataset, lineage_run, table_dataset
 from platform_assets.metadata import column_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
@@ -50,6 +51,13 @@ def _known_gap_reasons(source: SourceDefinition) -> list[str]:
 
 
 def _check_specs(source: SourceDefinition, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The source's checks; a source delivered by day has them by day (platform_assets/checks/daily.py: volume and
+    delivered_schema judge each day; contract and contract_known_gaps the run's days together, as one batch)."""
+    specs = _source_check_specs(source, key)
+    return specs if source.snapshot else [daily_check_spec(spec) for spec in specs]
+
+
+def _source_check_specs(source: SourceDefinition, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     reasons = _known_gap_reasons(source)
     specs = [
         dg.AssetCheckSpec(
@@ -110,6 +118,33 @@ def _check_results(batch: AuditedBatch, key: dg.AssetKey) -> list[dg.AssetCheckR
     return results
 
 
+def _volume_by_day(result: dg.AssetCheckResult, batch: AuditedBatch) -> DailyResults:
+    anomalies = {str(day): (rows, usual) for day, rows, usual in batch.volume_anomalies}
+    return DailyResults("volume", {day: dg.AssetCheckResult(
+        passed=day not in anomalies, severity=dg.AssetCheckSeverity.WARN, metadata={
+            "rows": rows, **({"usual": round(anomalies[day][1])} if day in anomalies else {})})
+        for day, rows in batch.rows_per_day.items()}, result.asset_key)
+
+
+def _schema_by_day(result: dg.AssetCheckResult, batch: AuditedBatch, deliveries: list) -> DailyResults:
+    by_day = {str(delivery.data_date): {str(file.path): batch.unexpected_columns[str(file.path)]
+                                        for file in delivery.files if str(file.path) in batch.unexpected_columns}
+              for delivery in deliveries}
+    return DailyResults("delivered_schema", {day: dg.AssetCheckResult(
+        passed=not unexpected, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unexpected_columns": dg.MetadataValue.json(unexpected)}) for day, unexpected in by_day.items()},
+        result.asset_key)
+
+
+def _by_day(event, batch: AuditedBatch, deliveries: list):
+    """The checks that judge each day on their own, per day (the others judge the run's batch as one)."""
+    if isinstance(event, dg.AssetCheckResult) and event.check_name == "volume":
+        return _volume_by_day(event, batch)
+    if isinstance(event, dg.AssetCheckResult) and event.check_name == "delivered_schema":
+        return _schema_by_day(event, batch, deliveries)
+    return event
+
+
 def _refusal(key: dg.AssetKey, error: DeliveryError) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(asset_key=key, check_name="contract", passed=False,
                                severity=dg.AssetCheckSeverity.ERROR, metadata={"refused": str(error)})
@@ -155,7 +190,8 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                 context.log.error(f"raw.{source.name}: refused: {error}")
                 yield from lineage.observe([_refusal(key, error)])
                 raise
-            yield from lineage.observe(_check_results(batch, key))
+            for event in lineage.observe(_check_results(batch, key)):
+                yield _by_day(event, batch, deliveries) if window else event
             context.log.info(f"raw.{source.name}: {batch.rows:,} rows for {run_label}, "
                              f"{'published' if batch.published else 'NOT published'}")
             if batch.published:
@@ -239,7 +275,7 @@ def _raw_multi_asset(source_by_key: dict[dg.AssetKey, SourceDefinition], partiti
         can_subset=True,
     )
     def raw_ingestion(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-        yield from _ingest_selected(context, warehouse, source_by_key, partitioned)
+        yield from per_day(context, _ingest_selected(context, warehouse, source_by_key, partitioned))
 
     return raw_ingestion
 

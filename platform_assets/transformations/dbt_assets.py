@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from dagster_dbt.asset_utils import default_description_fn
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from platform_assets.checks.daily import JUDGES, RUN_DAYS, WHOLE_TABLE, daily_check_spec, per_day
 from platform_assets.lineage import emit_dbt_lineage
 from platform_assets.metadata import column_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
@@ -59,9 +60,18 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
         return default_description_fn(dbt_resource_props, display_raw_sql=False)
 
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project) -> dg.AssetCheckSpec | None:
+        """The test as a check by day (platform_assets/checks/daily.py), saying what it judges: the run's days
+        (`where: __run_range__`) or the whole model."""
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        return spec and spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+        if spec is None:
+            return None
+        test = manifest["nodes"][unique_id]
+        judges = RUN_DAYS if test.get("config", {}).get("where") == RUN_RANGE else WHOLE_TABLE
+        return daily_check_spec(spec._replace(description=dbt_test_description(test),
+                                              metadata={**(spec.metadata or {}), JUDGES: judges}))
 
+
+RUN_RANGE = "__run_range__"  # a test's `where:` that limits it to the run's days (dbt_project/macros)
 
 # What each kind of dbt test promises, in words; {kwarg} are the test's arguments.
 TEST_PROMISES = {
@@ -90,7 +100,7 @@ def dbt_test_description(test: Mapping[str, Any]) -> str:
                  for name, value in (metadata.get("kwargs") or {}).items()}
     promise = TEST_PROMISES.get(metadata.get("name"), "dbt test {name}: fails for every row its query returns.")
     sentences = [promise.format_map({"name": test["name"], **arguments})]
-    if config.get("where") == "__run_range__":
+    if config.get("where") == RUN_RANGE:
         sentences.append("Checked on the days of the run.")
     sentences.append("Blocking: a failure skips the downstream models and publishes no mart." if blocking else
                      "Warning only: reported, never blocking.")
@@ -112,6 +122,13 @@ def dbt_lock_wait_env(wait_seconds: float) -> dict[str, str]:
     failed attempt, the last one included, so n attempts take 2^n - 1 s."""
     return {"PLATFORM_DBT_CONNECT_ATTEMPTS": str(max(1, int(wait_seconds + 1).bit_length() - 1))}
 
+
+# When a run builds some of the models (a backfill splits the build between runs; automation), dagster-dbt selects
+# them and lets dbt pick their tests, by default every test that reads any of them (`eager`), even one that also
+# reads a model another run builds later: it failed on a table not built yet. `buildable`: the tests whose every
+# model is built in this run or upstream of it, which is every test of the run's models, since each test reads only
+# its model and what is upstream of it (tests/test_backfill_plan.py).
+TESTS_OF_THE_RUN = {"DBT_INDIRECT_SELECTION": "buildable"}
 
 PARSE_STATE = "partial_parse.msgpack"
 
@@ -215,7 +232,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # DuckDB file under PLATFORM_DATA_DIR, the resolved folder, or the team's server) and how often to retry a
     # locked file, the models read the run range.
     os.environ.update(**dbt_target_env(settings),
-                      **dbt_run_range_env(first_day, last_day), **dbt_lock_wait_env(warehouse.lock_wait_seconds))
+                      **dbt_run_range_env(first_day, last_day), **dbt_lock_wait_env(warehouse.lock_wait_seconds),
+                      **TESTS_OF_THE_RUN)
     warehouse.wait_until_free()  # dbt-duckdb fails at once on a file another process holds
     target = dbt_target_path(data_dir, context.run.run_id)
     invocation = dbt.cli(["build"], context=context, target_path=target)
@@ -228,6 +246,6 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     described = list(_publish_and_describe(context, events, warehouse, first_day, last_day, failure is None,
                                            model_seconds(_run_results(target))))
     emit_dbt_lineage(context, invocation, described, warehouse, dbt_asset_key)
-    yield from described
+    yield from per_day(context, described)
     if failure is not None:
         raise failure

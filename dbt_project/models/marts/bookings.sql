@@ -9,6 +9,9 @@
 -- The day's published bookings are checked against the day's flights (bookings__flight_exists), so the
 -- flights mart of the day is built first, in any run and by automation:
 -- depends_on: {{ ref('flights') }}
+-- and, with the day's quarantine, against the staged rows (bookings_nothing_lost_between_staging_and_marts, a
+-- test of this model), so the quarantine of the day is built first too, also when a backfill splits the build:
+-- depends_on: {{ ref('bookings_quarantine') }}
 
 with
 
