@@ -164,7 +164,8 @@ def test_predictions_read_the_registered_model_version_that_scored_them(pipeline
     assert model["namespace"] == f"mlflow://{settings.mlflow_dir / 'mlflow.db'}"
     assert model["facets"]["datasetType"]["datasetType"] == "MODEL"
     assert [d["facets"]["version"]["datasetVersion"] for d in used] == [v for (v,) in scored_by]
-    assert model["facets"]["version"]["datasetVersion"] == scored_by[0][0]
+    # the second run's model passed the gate and scores in shadow: the first run's champion serves
+    assert int(model["facets"]["version"]["datasetVersion"]) == int(scored_by[0][0]) + 1
 
 
 def test_trace_walks_a_prediction_back_to_the_model_and_the_landing_files(pipeline_run, monkeypatch, capsys):

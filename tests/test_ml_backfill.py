@@ -120,7 +120,8 @@ def test_a_day_of_a_run_over_several_days_has_each_check_answered_for_it(backfil
     assert unanswered == []
     assert {answer[0]["partition"] for answer in answers.values()} == {DAYS[2]}
     statuses = {answer[0]["status"] for answer in answers.values()}
-    assert statuses <= {"SUCCEEDED", "FAILED"}, statuses  # not EXECUTION_FAILED, not SKIPPED
+    assert statuses <= {"SUCCEEDED", "FAILED"}, {check.to_user_string(): answer[0]["status"]  # not EXECUTION_FAILED,
+                                                 for check, answer in answers.items()}  # not SKIPPED
     # A check that judged the run's days together says so on each day.
     contract = answers[dg.AssetCheckKey(dg.AssetKey(["raw", "flights"]), "contract")][0]
     judged = {entry["label"]: entry.get("text") for entry in contract["evaluation"]["metadataEntries"]}

@@ -30,7 +30,7 @@ def route(dataset: str, **alert) -> dict:
 
 def _step_assets(repository: dg.RepositoryDefinition, step_keys: set[str]) -> set[str]:
     return {key.to_user_string() for assets in repository.assets_defs_by_key.values()
-            if assets.node_def.name in step_keys for key in assets.keys}
+            if assets.is_executable and assets.node_def.name in step_keys for key in assets.keys}
 
 
 def run_alerts(instance: dg.DagsterInstance, repository: dg.RepositoryDefinition, settings: Settings,

@@ -67,11 +67,18 @@ def per_day(context, events: Iterable, scope: str = RUN_DAYS) -> Iterator:
     op_context = getattr(context, "op_execution_context", context)
     days = run_days(op_context)
     assets_def = op_context.assets_def
+    selected = set(op_context.selected_asset_check_keys)
     by_asset: dict[dg.AssetKey, set[str]] = {}
-    for key in op_context.selected_asset_check_keys:
+    for key in selected:
         by_asset.setdefault(key.asset_key, set()).add(key.name)
     failed_blocking: list[dg.AssetCheckEvaluation] = []
     for event in events:
+        named = isinstance(event, (DailyResults, dg.AssetCheckResult)) and event.asset_key is not None \
+            and event.check_name is not None
+        if named and dg.AssetCheckKey(event.asset_key, event.check_name) not in selected:
+            op_context.log.debug(f"{event.asset_key.to_user_string()}:{event.check_name} not selected in this run: "
+                                 "not reported")
+            continue
         if isinstance(event, DailyResults):
             template = dg.AssetCheckResult(passed=True, asset_key=event.asset_key, check_name=event.check_name)
             key = template.resolve_target_check_key(by_asset)

@@ -347,7 +347,8 @@ def skipped_for_no_champion(context: dg.AssetExecutionContext, warehouse: Wareho
     ))],
     output_required=False,
 )
-@tracked(inputs=[table_dataset(FEATURES_TABLE), model_dataset()], outputs=[table_dataset(PREDICTIONS_TABLE)])
+@tracked(inputs=[table_dataset(FEATURES_TABLE), model_dataset()],
+         outputs=[table_dataset(PREDICTIONS_TABLE), table_dataset(SCORES_TABLE)])
 def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):

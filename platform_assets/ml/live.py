@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from platform_assets.checks.daily import daily_check_spec, per_day
+from platform_assets.lineage import table_dataset, tracked
 from platform_assets.ml.assets import FEATURES_TABLE, SCORES_TABLE, log_artifacts, table_rows
 from platform_assets.ml.card import CARD_JSON, CARD_MARKDOWN, card_markdown, with_release
 from platform_assets.ml.model import LABEL
@@ -156,6 +157,7 @@ def _advance_trial(client, store, name: str, policy, history: Path) -> dict:
     ))],
     output_required=False,
 )
+@tracked(inputs=[table_dataset(FEATURES_TABLE), table_dataset(SCORES_TABLE)], outputs=[table_dataset(LIVE_TABLE)])
 def flight_delay_live_quality(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):
