@@ -259,8 +259,9 @@ class PostgresWarehouse(Warehouse):
 
     def _copy_references(self, local: duckdb.DuckDBPyConnection, source: SourceDefinition) -> None:
         """The columns of other raw tables the contract's `references` rules read, copied (distinct values) into
-        raw.<table> of the scratch DuckDB; a table not on the server yet is left out (the rule is skipped, as on
-        the embedded target)."""
+        raw.<table> of the scratch DuckDB; a table not on the server yet, or not yet holding rows (a snapshot
+        published by a step running at the same time on another worker: its table is created before its rows
+        are), is left out and the rule skipped, as on the embedded target for a table not loaded yet."""
         referenced: dict[str, list[str]] = {}
         for contract in source.columns.values():
             if contract.references:
@@ -273,9 +274,11 @@ class PostgresWarehouse(Warehouse):
                 with server.cursor() as cursor:
                     try:
                         cursor.execute(f"SELECT DISTINCT {', '.join(quoted(c) for c in columns)} FROM raw.{table}")
-                        local.register("pulled", cursor.fetch_record_batch())
-                        local.execute(f"CREATE TABLE raw.{table} AS SELECT * FROM pulled")
-                        local.unregister("pulled")
+                        pulled = cursor.fetch_arrow_table()  # distinct values of a register: small
+                        if pulled.num_rows:
+                            local.register("pulled", pulled)
+                            local.execute(f"CREATE TABLE raw.{table} AS SELECT * FROM pulled")
+                            local.unregister("pulled")
                     finally:
                         server.rollback()
 
