@@ -70,7 +70,8 @@ def _platform_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
 # `make dev` carries a replayed delivery through the graph without a click.
 downstream_automation = dg.AutomationConditionSensorDefinition(
     "downstream_automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30, emit_backfills=False, run_tags={"platform/trigger": "downstream_automation"},
+    minimum_interval_seconds=load_settings().automation_interval_seconds, emit_backfills=False,
+    run_tags={"platform/trigger": "downstream_automation"},
     description="Evaluates every asset's automation condition: the layers below raw follow their inputs.",
 )
 

@@ -45,6 +45,8 @@ class Settings:
     # Run monitoring, written into dagster.yaml when the instance is first prepared (docs/operations.md).
     run_monitoring_poll_seconds: int = 30
     run_start_timeout_seconds: int = 180
+    # How often the landing-zone sensor and declarative automation evaluate (docs/automation.md).
+    automation_interval_seconds: int = 30
     # The deployment: `embedded` (DuckDB, sqlite, local files, one machine) or `team` (PostgreSQL warehouse and
     # instance, MLflow on PostgreSQL, Celery workers on Redis); docs/team.md.
     target: str = "embedded"
@@ -105,6 +107,7 @@ def load_settings() -> Settings:
     (dbt's profile reads it too); larger work spills to disk. PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS (300): how long
     a step waits, backing off, while another process holds the warehouse file. PLATFORM_RUN_MONITORING_POLL_SECONDS
     (30) and PLATFORM_RUN_START_TIMEOUT_SECONDS (180): run monitoring, written into a new instance's dagster.yaml.
+    PLATFORM_AUTOMATION_INTERVAL_SECONDS (30): how often the landing-zone sensor and the automation evaluate.
     PLATFORM_COST_ACCOUNTING (on; off to measure what it costs). PLATFORM_LIFECYCLE_POLICY
     (platform_assets/ml/lifecycle.yml): the model's gate, release and drift policy. PLATFORM_TARGET (embedded); on
     `team`, every variable of TEAM_VARIABLES is required (docs/team.md)."""
@@ -115,20 +118,36 @@ def load_settings() -> Settings:
         target=target,
         **(team_servers(os.environ) if target == "team" else {}),
         data_dir=Path(os.environ.get("PLATFORM_DATA_DIR", REPO_ROOT / "data")).resolve(),
-        seed=int(os.environ.get("PLATFORM_SEED", "13")),
-        scale=float(os.environ.get("PLATFORM_SCALE", "1")),
+        seed=number("PLATFORM_SEED", 13, int),
+        scale=number("PLATFORM_SCALE", 1.0, float),
         alert_webhook_url=os.environ.get("PLATFORM_ALERT_WEBHOOK_URL") or None,
         ui_url=os.environ.get("DAGSTER_UI_URL", "http://127.0.0.1:3000"),
-        delivery_retries=int(os.environ.get("PLATFORM_DELIVERY_RETRIES", "3")),
-        delivery_retry_seconds=float(os.environ.get("PLATFORM_DELIVERY_RETRY_SECONDS", "30")),
+        delivery_retries=number("PLATFORM_DELIVERY_RETRIES", 3, int),
+        delivery_retry_seconds=number("PLATFORM_DELIVERY_RETRY_SECONDS", 30.0, float),
         duckdb_memory_limit=os.environ.get("DUCKDB_MEMORY_LIMIT") or None,
-        warehouse_lock_wait_seconds=float(os.environ.get("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", "300")),
-        run_monitoring_poll_seconds=int(os.environ.get("PLATFORM_RUN_MONITORING_POLL_SECONDS", "30")),
-        run_start_timeout_seconds=int(os.environ.get("PLATFORM_RUN_START_TIMEOUT_SECONDS", "180")),
+        warehouse_lock_wait_seconds=number("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", 300.0, float),
+        run_monitoring_poll_seconds=number("PLATFORM_RUN_MONITORING_POLL_SECONDS", 30, int),
+        run_start_timeout_seconds=number("PLATFORM_RUN_START_TIMEOUT_SECONDS", 180, int),
+        automation_interval_seconds=number("PLATFORM_AUTOMATION_INTERVAL_SECONDS", 30, int, minimum=1),
         cost_accounting=switch("PLATFORM_COST_ACCOUNTING", os.environ.get("PLATFORM_COST_ACCOUNTING", "on")),
         lifecycle_policy=Path(os.environ["PLATFORM_LIFECYCLE_POLICY"]).resolve()
         if os.environ.get("PLATFORM_LIFECYCLE_POLICY") else None,
     )
+
+
+def number(variable: str, default: int | float, kind: type, minimum: float = 0):
+    """The environment variable `variable` as a number of `kind` at least `minimum`, or `default` when unset."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    try:
+        parsed = kind(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or not parsed >= minimum:  # also refuses nan
+        raise SettingsError(f"{variable}={value!r}: expected {'an integer' if kind is int else 'a number'} of at "
+                            f"least {minimum:g}")
+    return parsed
 
 
 def switch(variable: str, value: str) -> bool:

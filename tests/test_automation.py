@@ -4,6 +4,8 @@ is not readable yet, and alerts routed to owners through the alert log and a web
 import csv
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,7 +18,7 @@ from platform_assets.automation.alerts import owner_alert_sensor
 from platform_assets.automation.landing import landing_zone_sensor
 from platform_assets.definitions import defs
 from platform_assets.resources import build_resources
-from platform_assets.settings import load_settings
+from platform_assets.settings import REPO_ROOT, SettingsError, load_settings
 from platform_assets.simulator.deliver import deliver_day
 from platform_assets.sources.landing import manifest_path
 from platform_assets.sources.raw_assets import RAW_ASSETS
@@ -218,3 +220,22 @@ def test_retries_running_out_alert_the_owners(data_dir, instance, monkeypatch):
     assert {a["dataset"] for a in alerts if a["kind"] == "run_failed"} == set(failed)
     assert failed["raw/bookings"]["on_call"] == "passenger-data-oncall@example.com"
     assert "not delivered yet" in failed["raw/bookings"]["message"]
+
+
+def test_the_automation_interval_is_a_setting_and_a_bad_number_names_its_variable(data_dir, monkeypatch):
+    """PLATFORM_AUTOMATION_INTERVAL_SECONDS sets how often the landing sensor and the automation evaluate (read
+    when the code location loads, in a fresh interpreter here); a setting that is not a number is refused by name."""
+    monkeypatch.setenv("PLATFORM_AUTOMATION_INTERVAL_SECONDS", "5")
+    intervals = subprocess.run(
+        [sys.executable, "-c", "from platform_assets.definitions import defs; print(sorted({name: "
+         "defs.get_sensor_def(name).minimum_interval_seconds for name in ('landing_zone_sensor', "
+         "'downstream_automation')}.items()))"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert intervals.stdout.strip() == "[('downstream_automation', 5), ('landing_zone_sensor', 5)]", intervals.stderr
+    for variable, value in (("PLATFORM_AUTOMATION_INTERVAL_SECONDS", "0"), ("PLATFORM_AUTOMATION_INTERVAL_SECONDS",
+                                                                           "often"), ("PLATFORM_SEED", "1.5"),
+                            ("PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS", "nan")):
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(SettingsError, match=f"^{variable}='{value}': expected"):
+            load_settings()
+        monkeypatch.delenv(variable)
+    assert load_settings().automation_interval_seconds == 30

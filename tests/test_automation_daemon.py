@@ -43,6 +43,7 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
     with (home / "dagster.yaml").open("a") as config:
         config.write(FAST_QUEUE)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("PLATFORM_AUTOMATION_INTERVAL_SECONDS", "5")  # the daemon's sensors tick every 5 s, not 30
     deliver(settings, *HISTORY)
     with dg.DagsterInstance.get() as instance:
         assert materialize_range(instance, *HISTORY, show_progress=False).success  # history and a champion
@@ -58,7 +59,7 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         )
         try:
             deadline = time.time() + TIMEOUT_SECONDS
-            # Automation ticks every 30 s: a moment with every run finished can come before its next tick has
+            # Automation ticks every 5 s: a moment with every run finished can come before its next tick has
             # started the last model's run, so wait for each expected asset, not for a quiet instance.
             while time.time() < deadline and not (all(materialized(instance, key, REPLAYED) for key in EXPECTED)
                                                   and all(r.is_finished for r in instance.get_runs())):

@@ -37,7 +37,7 @@ def ingested_since(instance: dg.DagsterInstance, source: SourceDefinition, day: 
 @dg.sensor(
     name="landing_zone_sensor",
     target=RAW_ASSETS,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=load_settings().automation_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Watches every source's manifests in <data>/landing/<source>/_manifests/. A delivery is complete "
     "when its manifest exists and every file it lists is present (source systems write the manifest last). "
