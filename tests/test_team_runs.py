@@ -1,6 +1,7 @@
 """The headless runner (platform_assets/runner.py, `make demo`) on the team target, on real servers: two runners over
 different days at once both succeed, their steps on the Celery workers `team up` started, steps of the two runs at
-the same time; two runners over the same day never both execute: the second waits, saying for which run.
+the same time; a third runner over a day of the first never executes with it: it waits, saying for which run (one
+test: the three runners share the servers' time).
 
 Raw and dbt assets only, until the platform's other Python steps run on PostgreSQL (docs/team.md, Status)."""
 
@@ -69,13 +70,23 @@ def worker_names(instance: dg.DagsterInstance, run_id: str) -> set[str]:
             if "Celery worker" in entry.dagster_event.engine_event_data.metadata}
 
 
-def test_two_runners_over_different_days_run_at_once_on_the_workers(team, delivered, tmp_path):  # noqa: F811
+def test_runners_over_different_days_run_at_once_and_over_the_same_day_take_turns(team, delivered,  # noqa: F811
+                                                                                  tmp_path):
+    """Runners A (days 1-2) and B (days 3-4) at once, and C (day 2) started once A's run has started: A's and B's
+    steps run at the same time on the workers; C's run is created only once A's has finished."""
     log_path = tmp_path / "runners.log"
     began = time.time()
-    with log_path.open("w") as log:
+    with log_path.open("w") as log, dg.DagsterInstance.get() as instance:
         runners = [start_runner(DAYS_A, log), start_runner(DAYS_B, log)]
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                                  tags={"dagster/asset_partition_range_start": DAYS_A[0]})):
+            assert runners[0].poll() is None and time.monotonic() < deadline, log_path.read_text()[-4000:]
+            time.sleep(0.2)
+        same_day = start_runner((DAYS_A[1], DAYS_A[1]), log)
         results = [finish(runner, log_path) for runner in runners]
-    print(f"two runners, 2 days each, raw + dbt: {time.time() - began:.1f} s (load {os.getloadavg()[0]:.1f})")
+        waited = finish(same_day, log_path)
+    print(f"three runners, raw + dbt: {time.time() - began:.1f} s (load {os.getloadavg()[0]:.1f})")
     with dg.DagsterInstance.get() as instance:
         failed = [(e.dagster_event.event_specific_data.asset_key.to_user_string(), e.dagster_event.event_specific_data.check_name,
                    {k: str(v.value)[:300] for k, v in e.dagster_event.event_specific_data.metadata.items()})
@@ -117,21 +128,10 @@ def test_two_runners_over_different_days_run_at_once_on_the_workers(team, delive
         used = {pid for steps in windows.values() for _, _, pid in steps.values()}
         assert len(used) == 2, "both workers took steps"
 
-
-def test_two_runners_over_the_same_day_take_turns(team, delivered, tmp_path):  # noqa: F811
-    log_path = tmp_path / "runners.log"
-    with log_path.open("w") as log, dg.DagsterInstance.get() as instance:
-        first = start_runner(DAYS_A, log)
-        deadline = time.monotonic() + TIMEOUT_SECONDS
-        while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
-                                                  tags={"dagster/asset_partition_range_start": DAYS_A[0]})):
-            assert first.poll() is None and time.monotonic() < deadline, log_path.read_text()[-4000:]
-            time.sleep(0.2)
-        second = start_runner((DAYS_A[1], DAYS_A[1]), log)
-        results = [finish(first, log_path), finish(second, log_path)]
-        assert [result["success"] for result in results] == [True, True], results
-        [first_run], [second_run] = (result["run_ids"] for result in results)
+    assert waited["success"], waited
+    with dg.DagsterInstance.get() as instance:
+        [first_run], [second_run] = results[0]["run_ids"], waited["run_ids"]
         first_record, second_record = instance.get_run_record_by_id(first_run), instance.get_run_record_by_id(second_run)
     assert second_record.create_timestamp.timestamp() >= first_record.end_time, \
-        "the second run was created only once the first, over the same day, had finished"
-    assert f"waiting: run {first_run} (STARTED: " in results[1]["printed"], "the second runner said what it waits for"
+        "the third run was created only once the first, over the same day, had finished"
+    assert f"waiting: run {first_run} (STARTED: " in waited["printed"], "the third runner said what it waits for"
