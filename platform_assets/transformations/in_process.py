@@ -114,13 +114,16 @@ def _error_line(message: str) -> bytes:
 
 
 def _set_environment(env: dict[str, str]):
-    before = dict(os.environ)
+    """`env` on this process; the returned function puts back what these variables were before."""
+    before = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
 
     def restore() -> None:
-        for name in set(os.environ) - set(before):
-            del os.environ[name]
-        os.environ.update(before)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     return restore
 
