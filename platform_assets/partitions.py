@@ -12,6 +12,10 @@ daily_partitions = dg.DailyPartitionsDefinition(
 
 # A backfill of any number of days runs as one run (one dbt invocation), not one run per day.
 single_run = dg.BackfillPolicy.single_run()
+# Dagster copies a range run's metadata onto each day's materialization: what grows with the run's days, or a plot,
+# would be stored once per day (a 334-day run: 22 MB of drift plots in the event log). Such metadata is inlined for
+# runs of up to INLINE_DAYS days; a longer run's is where the metadata points (its MLflow run, its lineage).
+INLINE_DAYS = 7
 
 
 def partition_dates(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:

@@ -356,6 +356,8 @@ def test_drift_is_significant_when_a_january_model_scores_july(lifecycle):
     assert january and all(e.passed and not e.metadata["judged"].value for e in january.values())
     drift = _materialization(lifecycle.instance, lifecycle.january.run_id, "ml/flight_delay_drift")
     assert drift["days_judged"] == 0 and "did not train on" in drift["days"]
+    # A 10-day run's plot stays in its MLflow run: Dagster would store it once per day (partitions.INLINE_DAYS).
+    assert "drift_plot" not in drift and drift["mlflow_run"].startswith("http://127.0.0.1:5000/#/experiments/")
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in summer.values())
     # From July 4 on, the 7-day windows hold only days the January model never saw.
     assert sorted(day for day, e in summer.items() if not e.passed) == [

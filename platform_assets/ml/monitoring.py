@@ -16,7 +16,7 @@ from platform_assets.ml.model import FEATURES, LABEL
 from platform_assets.ml.plots import drift_png, markdown_image
 from platform_assets.ml.policy import load_policy
 from platform_assets.ml.registry import why_no_champion
-from platform_assets.partitions import daily_partitions, partition_dates, single_run
+from platform_assets.partitions import INLINE_DAYS, daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import DATA_START
 
@@ -175,8 +175,9 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
             mlflow_client.log_metrics({f"psi_{k}": v for k, v in latest.feature_psi.items() if v == v})
             log_artifacts({"drift.png": plot, "drift.md": f"{days_markdown(days)}\n\n{features_markdown(latest)}\n"})
         metadata["mlflow_run"] = dg.MetadataValue.url(mlflow.run_url(experiment_id, run.info.run_id))
-        materialization |= {"latest_day_features": dg.MetadataValue.md(features_markdown(latest)),
-                            "drift_plot": dg.MetadataValue.md(markdown_image(plot, "feature PSI and daily drift"))}
+        materialization |= {"latest_day_features": dg.MetadataValue.md(features_markdown(latest))}
+        if len(days) <= INLINE_DAYS:  # a longer run's plot is drift.png in its MLflow run (partitions.INLINE_DAYS)
+            materialization["drift_plot"] = dg.MetadataValue.md(markdown_image(plot, "feature PSI and daily drift"))
     context.log.info(f"drift: {len(significant)} of {len(judged)} judged days significant")
     run_result = dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=not significant,
                                      severity=dg.AssetCheckSeverity.WARN, metadata=metadata)

@@ -12,7 +12,7 @@ from platform_assets.checks.contracts import violations_markdown
 from platform_assets.checks.daily import DailyResults, daily_check_spec, per_day
 from platform_assets.lineage import file_dataset, lineage_run, table_dataset
 from platform_assets.metadata import column_schema
-from platform_assets.partitions import daily_partitions, partition_dates, single_run
+from platform_assets.partitions import INLINE_DAYS, daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import load_settings
 from platform_assets.sources.definitions import SOURCES, SourceDefinition
@@ -202,7 +202,9 @@ def _load_source(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                     "days_loaded": f"{batch.first_day}..{batch.last_day} ({len(batch.rows_per_day)} days)",
                     "published_version": batch.version,
                     "batch_id": batch_id,
-                    "deliveries": dg.MetadataValue.json({str(d.data_date): d.id for d in deliveries}),
+                    # the manifest digest of each day; a longer run's are in its lineage (every file's digest)
+                    "deliveries": dg.MetadataValue.json({str(d.data_date): d.id for d in deliveries})
+                    if len(deliveries) <= INLINE_DAYS else f"{len(deliveries)} deliveries",
                 })])
 
 
