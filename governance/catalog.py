@@ -24,6 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from governance.paths import CATALOG_DIR
 
+# libyaml's parser when PyYAML has it (its wheels do): the same documents, read about 8 times faster, and every
+# code location load reads the catalog.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 Access = Literal["full", "masked", "row_filtered", "denied"]
 ColumnAccess = Literal["full", "masked", "denied"]
 
@@ -326,7 +330,7 @@ class Catalog(BaseModel):
 
 def _read(path: Path, kind: type = dict):
     try:
-        content = yaml.safe_load(path.read_text())
+        content = yaml.load(path.read_text(), Loader=SAFE_LOADER)  # noqa: S506 (a safe loader)
     except (OSError, yaml.YAMLError) as error:
         raise CatalogError(f"{path}: cannot be read: {error}") from error
     content = kind() if content is None else content

@@ -1,15 +1,18 @@
 """Distribution checks on the features: each day's latest week against the four weeks before it."""
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from platform_assets.checks.daily import DailyResults, per_day, run_days
 from platform_assets.checks.stability import PSI_SIGNIFICANT, population_stability_index
 from platform_assets.partitions import daily_partitions
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
+
+if TYPE_CHECKING:  # numpy and pandas are imported where used: loading the code location must not import them
+    import numpy as np
+    import pandas as pd
 
 CHECK = "feature_distribution"
 NULL_SHARE_SHIFT = 0.2
@@ -18,8 +21,10 @@ MONITORED = ["sched_dep_hour", "distance", "plane_age_years", "temp_f", "wind_sp
              "route_trailing_mean_arr_delay", "route_trailing_delayed_share", "carrier_trailing_mean_arr_delay"]
 
 
-def window_result(frame: pd.DataFrame, dates: np.ndarray, day: dt.date) -> dg.AssetCheckResult:
+def window_result(frame: "pd.DataFrame", dates: "np.ndarray", day: dt.date) -> dg.AssetCheckResult:
     """The week ending on `day` against the four weeks before it; `frame` sorted by `dates` (its data dates)."""
+    import numpy as np  # noqa: PLC0415
+
     bounds = np.searchsorted(dates, np.array([day - dt.timedelta(days=CURRENT_DAYS + REFERENCE_DAYS),
                                               day - dt.timedelta(days=CURRENT_DAYS), day], dtype="datetime64[D]"),
                              side="right")
@@ -53,6 +58,8 @@ def window_result(frame: pd.DataFrame, dates: np.ndarray, day: dt.date) -> dg.As
     "WARN. Run without a day, it judges the latest day.",
 )
 def feature_distribution(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+    import pandas as pd  # noqa: PLC0415
+
     days = [dt.date.fromisoformat(day) for day in run_days(context)]
     with warehouse.open(read_only=True) as store:
         if not days:

@@ -8,9 +8,10 @@ above significant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas are imported where used: loading the code location must not import them
+    import numpy as np
 
 PSI_MODERATE = 0.1
 PSI_SIGNIFICANT = 0.25
@@ -29,6 +30,9 @@ class ReferenceBins:
     values: tuple = ()
 
     def bin_of(self, sample: np.ndarray) -> np.ndarray:
+        import numpy as np  # noqa: PLC0415
+        import pandas as pd  # noqa: PLC0415
+
         if self.values:
             position = pd.Series(range(len(self.values)), index=list(self.values))
             return pd.Series(sample).map(position).fillna(len(self.values)).to_numpy(dtype=int)
@@ -44,6 +48,8 @@ class ReferenceBins:
 
 def _present(sample) -> np.ndarray:
     """The non-null values of a sample (NaN, None and pandas NA are all nulls): floats, or text."""
+    import pandas as pd  # noqa: PLC0415
+
     series = pd.Series(sample).dropna()
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         return series.to_numpy(dtype=float)
@@ -53,6 +59,8 @@ def _present(sample) -> np.ndarray:
 def reference_bins(reference, bins: int = PSI_BINS) -> ReferenceBins:
     """Bins of the reference's non-null values: quantile cuts, or one bin per value when there are at most
     `bins` distinct values (a constant, a flag, a category)."""
+    import numpy as np  # noqa: PLC0415
+
     values = _present(reference)
     distinct = np.unique(values)
     if values.dtype.kind in "US" or len(distinct) <= bins:
@@ -66,6 +74,8 @@ def reference_bins(reference, bins: int = PSI_BINS) -> ReferenceBins:
 
 def stability_index(reference: ReferenceBins, current) -> float:
     """PSI of the current sample's non-null values against the reference bins; NaN when there are none."""
+    import numpy as np  # noqa: PLC0415
+
     values = _present(current)
     if len(values) == 0 or not sum(reference.shares):
         return float("nan")

@@ -28,12 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openlineage.client import OpenLineageClient
-from openlineage.client.serde import Serde
-from openlineage.client.transport import get_default_factory
-from openlineage.client.transport.file import FileConfig, FileTransport
-from openlineage.client.transport.noop import NoopConfig, NoopTransport
-
+# openlineage is imported in the functions that use it: loading the code location must not import it (0.2 s).
 EVENTS_FILE = "events.jsonl"
 PENDING_FILE = "pending.jsonl"
 STATE_FILE = "delivery.json"
@@ -52,6 +47,9 @@ def lineage_disabled() -> bool:
 def configured_transport() -> dict | None:
     """The transport configured the client's own way, or None. Read through the client (config file,
     `OPENLINEAGE__` variables), then `OPENLINEAGE_URL` as the client falls back to it."""
+    from openlineage.client import OpenLineageClient  # noqa: PLC0415
+    from openlineage.client.transport.noop import NoopConfig, NoopTransport  # noqa: PLC0415
+
     config = dict(OpenLineageClient(transport=NoopTransport(NoopConfig())).config.transport or {})
     if not config.get("type"):
         url = os.environ.get("OPENLINEAGE_URL")
@@ -88,6 +86,10 @@ class LineageEmitter:
     """Records every event under `directory` and delivers it to the configured transport, if any."""
 
     def __init__(self, directory: Path) -> None:
+        from openlineage.client import OpenLineageClient  # noqa: PLC0415
+        from openlineage.client.transport import get_default_factory  # noqa: PLC0415
+        from openlineage.client.transport.file import FileConfig, FileTransport  # noqa: PLC0415
+
         self.directory = directory
         self.disabled = lineage_disabled()
         self.destination: str | None = None
@@ -122,6 +124,8 @@ class LineageEmitter:
 
     def emit(self, event: Any) -> None:
         """Record the event, queue it for delivery, deliver the queue unless a recent attempt failed."""
+        from openlineage.client.serde import Serde  # noqa: PLC0415
+
         if self.disabled:
             return
         with self._locked():

@@ -9,28 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from openlineage.client.facet_v2 import (
-    column_lineage_dataset,
-    data_quality_assertions_dataset,
-    dataset_type_dataset,
-    dataset_version_dataset,
-    datasource_dataset,
-    documentation_dataset,
-    documentation_job,
-    error_message_run,
-    job_type_job,
-    nominal_time_run,
-    output_statistics_output_dataset,
-    ownership_dataset,
-    ownership_job,
-    parent_run,
-    processing_engine_run,
-    schema_dataset,
-    sql_job,
-    tags_dataset,
-)
-
 from governance.catalog import Catalog, CatalogError
+
+# openlineage is imported in the functions that use it: loading the code location must not import it (0.2 s).
 
 # Materialization metadata holding the rows this run wrote, most specific first; the table's total last.
 ROWS_WRITTEN_KEYS = ("rows_loaded_this_run", "rows_in_run_range", "rows_scored_this_run", "dagster/row_count")
@@ -51,19 +32,27 @@ class CheckOutcome:
 
 
 def datasource(namespace: str) -> dict:
+    from openlineage.client.facet_v2 import datasource_dataset  # noqa: PLC0415
+
     return {"dataSource": datasource_dataset.DatasourceDatasetFacet(name=namespace, uri=namespace)}
 
 
 def dataset_type(kind: str) -> dict:
+    from openlineage.client.facet_v2 import dataset_type_dataset  # noqa: PLC0415
+
     return {"datasetType": dataset_type_dataset.DatasetTypeDatasetFacet(datasetType=kind)}
 
 
 def version(value: str | None) -> dict:
+    from openlineage.client.facet_v2 import dataset_version_dataset  # noqa: PLC0415
+
     return {"version": dataset_version_dataset.DatasetVersionDatasetFacet(datasetVersion=value)} if value else {}
 
 
 def schema(columns: Iterable[tuple[str, str | None, str | None]]) -> dict:
     """From (name, type, description) triples; nothing when the columns are unknown."""
+    from openlineage.client.facet_v2 import schema_dataset  # noqa: PLC0415
+
     fields = [schema_dataset.SchemaDatasetFacetFields(name=name, type=kind, description=description,
                                                       ordinal_position=position)
               for position, (name, kind, description) in enumerate(columns, start=1)]
@@ -71,12 +60,16 @@ def schema(columns: Iterable[tuple[str, str | None, str | None]]) -> dict:
 
 
 def documentation(description: str | None) -> dict:
+    from openlineage.client.facet_v2 import documentation_dataset  # noqa: PLC0415
+
     return {"documentation": documentation_dataset.DocumentationDatasetFacet(description=description)} \
         if description else {}
 
 
 def rows_written(metadata: Mapping[str, Any]) -> dict:
     """outputStatistics from the materialization metadata (an output facet)."""
+    from openlineage.client.facet_v2 import output_statistics_output_dataset  # noqa: PLC0415
+
     rows = next((metadata[key] for key in ROWS_WRITTEN_KEYS if isinstance(metadata.get(key), int)), None)
     if rows is None:
         return {}
@@ -84,6 +77,8 @@ def rows_written(metadata: Mapping[str, Any]) -> dict:
 
 
 def assertions(checks: Iterable[CheckOutcome]) -> dict:
+    from openlineage.client.facet_v2 import data_quality_assertions_dataset  # noqa: PLC0415
+
     found = [
         data_quality_assertions_dataset.Assertion(
             assertion=check.assertion or check.name, success=check.passed, column=check.column,
@@ -97,6 +92,8 @@ def assertions(checks: Iterable[CheckOutcome]) -> dict:
 def column_lineage(sources: Mapping[str, list[tuple[str, str, str, bool]]]) -> dict:
     """From {output column: [(input namespace, input name, input column, identity?)]}. An identity input is
     copied as is; any other contributes through an expression (both DIRECT: the value derives from it)."""
+    from openlineage.client.facet_v2 import column_lineage_dataset  # noqa: PLC0415
+
     fields = {
         column: column_lineage_dataset.Fields(inputFields=[
             column_lineage_dataset.InputField(
@@ -114,6 +111,8 @@ def catalog_facets(catalog: Catalog, key: str) -> tuple[dict, dict]:
     """(dataset facets, job facets) from the governance catalog: ownership (team, contact, on-call), tags
     (domain, classification, per-column classification and PII when the catalog has them), its description.
     A dataset the catalog does not know gets none (the code location refuses to load such an asset anyway)."""
+    from openlineage.client.facet_v2 import ownership_dataset, ownership_job, tags_dataset  # noqa: PLC0415
+
     try:
         dataset = catalog.dataset(key)
     except CatalogError:
@@ -154,31 +153,43 @@ def column_labels(dataset: Any) -> list[tuple[str, str, str]]:
 
 
 def job_type(integration: str, kind: str) -> dict:
+    from openlineage.client.facet_v2 import job_type_job  # noqa: PLC0415
+
     return {"jobType": job_type_job.JobTypeJobFacet(processingType="BATCH", integration=integration, jobType=kind)}
 
 
 def job_documentation(description: str | None) -> dict:
+    from openlineage.client.facet_v2 import documentation_job  # noqa: PLC0415
+
     return {"documentation": documentation_job.DocumentationJobFacet(description=description)} \
         if description else {}
 
 
 def sql(query: str | None, dialect: str = "duckdb") -> dict:
+    from openlineage.client.facet_v2 import sql_job  # noqa: PLC0415
+
     return {"sql": sql_job.SQLJobFacet(query=query, dialect=dialect)} if query else {}
 
 
 def parent(namespace: str, job_name: str, run_id: str) -> dict:
     """The Dagster run that materialized the asset."""
+    from openlineage.client.facet_v2 import parent_run  # noqa: PLC0415
+
     return {"parent": parent_run.ParentRunFacet(run=parent_run.Run(runId=run_id),
                                                 job=parent_run.Job(namespace=namespace, name=job_name))}
 
 
 def processing_engine(name: str, engine_version: str, adapter_version: str) -> dict:
+    from openlineage.client.facet_v2 import processing_engine_run  # noqa: PLC0415
+
     return {"processing_engine": processing_engine_run.ProcessingEngineRunFacet(
         version=engine_version, name=name, openlineageAdapterVersion=adapter_version)}
 
 
 def nominal_time(window: tuple[dt.datetime, dt.datetime] | None) -> dict:
     """The partition window (data dates) the run materialized."""
+    from openlineage.client.facet_v2 import nominal_time_run  # noqa: PLC0415
+
     if window is None:
         return {}
     start, end = (moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") for moment in window)
@@ -186,5 +197,7 @@ def nominal_time(window: tuple[dt.datetime, dt.datetime] | None) -> dict:
 
 
 def error(message: str, stack_trace: str | None = None) -> dict:
+    from openlineage.client.facet_v2 import error_message_run  # noqa: PLC0415
+
     return {"errorMessage": error_message_run.ErrorMessageRunFacet(
         message=message, programmingLanguage="python", stackTrace=stack_trace)}

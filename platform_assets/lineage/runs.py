@@ -18,19 +18,18 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from openlineage.client import constants as client_constants
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import set_producer
-from openlineage.client.uuid import generate_new_uuid
 
 from governance.catalog import Catalog, load_catalog
 from platform_assets.lineage import facets
 from platform_assets.lineage.datasets import TABLE, DatasetRef, Locations
 from platform_assets.lineage.emitter import LineageEmitter
 from platform_assets.settings import load_settings
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import openlineage
+    from openlineage.client.event_v2 import InputDataset, OutputDataset, RunEvent, RunState
 
 DEFAULT_JOB_NAMESPACE = "flight-platform"
 PRODUCER = f"urn:flight-data-platform:lineage:{importlib.metadata.version('flight-data-platform')}"
@@ -90,6 +89,12 @@ class Step:
             log.warning("OpenLineage event for %s not recorded", event.job.name, exc_info=True)
 
 
+def _new_run_id() -> str:
+    from openlineage.client.uuid import generate_new_uuid  # noqa: PLC0415
+
+    return str(generate_new_uuid())
+
+
 @dataclass
 class LineageRun:
     """The run of one asset (job = the asset key). Fill it, then `start` and `finish`."""
@@ -103,7 +108,7 @@ class LineageRun:
     integration: str = "DAGSTER"
     job_kind: str = "ASSET"
     query: str | None = None
-    run_id: str = field(default_factory=lambda: str(generate_new_uuid()))
+    run_id: str = field(default_factory=_new_run_id)
     metadata: dict[str, Any] = field(default_factory=dict)  # of the materialization, once it happened
     materialized: bool = False
     checks: list[facets.CheckOutcome] = field(default_factory=list)
@@ -112,12 +117,16 @@ class LineageRun:
     column_sources: dict[str, dict[str, list[tuple[str, str, str, bool]]]] = field(default_factory=dict)
 
     def start(self, at: str | None = None) -> None:
+        from openlineage.client.event_v2 import InputDataset, OutputDataset, RunState  # noqa: PLC0415
+
         self.step.emit(self._event(RunState.START, at, self._datasets(InputDataset, self.inputs),
                                    self._datasets(OutputDataset, self.outputs)))
 
     def finish(self, at: str | None = None, error: str | None = None, stack_trace: str | None = None,
                aborted: bool = False) -> None:
         """COMPLETE when the asset materialized, else FAIL (ABORT if `aborted`) with the reason."""
+        from openlineage.client.event_v2 import InputDataset, OutputDataset, RunState  # noqa: PLC0415
+
         if self.materialized and error is None and not aborted:
             self.step.emit(self._event(RunState.COMPLETE, at, self._completed_inputs(), self._completed_outputs()))
             return
@@ -128,6 +137,10 @@ class LineageRun:
                                    facets.error(message, stack_trace)))
 
     def _event(self, state: RunState, at: str | None, inputs: list, outputs: list, run_facets: dict | None = None):
+        from openlineage.client import constants as client_constants  # noqa: PLC0415
+        from openlineage.client.event_v2 import Job, Run, RunEvent  # noqa: PLC0415
+        from openlineage.client.facet_v2 import set_producer  # noqa: PLC0415
+
         set_producer(PRODUCER)
         _, catalog_job_facets = facets.catalog_facets(self.step.catalog, self.key)
         job_facets = {**facets.job_type(self.integration, self.job_kind), **catalog_job_facets,
@@ -148,6 +161,8 @@ class LineageRun:
     def _datasets(self, kind: type, refs: list[DatasetRef], extra: Callable[[DatasetRef], dict] | None = None):
         """Outputs say where they live and what they are; inputs only their version (their producer's
         events describe them, and a run can read hundreds of landing files)."""
+        from openlineage.client.event_v2 import OutputDataset  # noqa: PLC0415
+
         datasets = []
         for ref in refs:
             namespace, name = self.step.locations.identity(ref)
@@ -162,9 +177,13 @@ class LineageRun:
         return None if value is None else str(value)
 
     def _completed_inputs(self) -> list[InputDataset]:
+        from openlineage.client.event_v2 import InputDataset  # noqa: PLC0415
+
         return self._datasets(InputDataset, self.inputs, lambda ref: facets.version(self._version(ref)))
 
     def _completed_outputs(self) -> list[OutputDataset]:
+        from openlineage.client.event_v2 import OutputDataset  # noqa: PLC0415
+
         catalog_dataset_facets, _ = facets.catalog_facets(self.step.catalog, self.key)
         columns = _columns(self.metadata.get("dagster/column_schema"))
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
+# numpy, pandas and pandera (ml/schemas.py) are imported in the steps that use them: loading the code location
+# must not import them.
 from governance.catalog import load_catalog
 from governance.masking import PersonalData, personal_data
 from platform_assets.checks.daily import daily_check_spec, per_day
@@ -29,7 +29,6 @@ from platform_assets.ml.registry import (
     promote, start_trial, why_no_champion,
 )
 from platform_assets.ml.release import in_canary
-from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures, training_set_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import load_settings
@@ -130,6 +129,8 @@ def delay_model(
 ):
     import mlflow as mlflow_client  # noqa: PLC0415
     from mlflow.models import infer_signature  # noqa: PLC0415
+
+    from platform_assets.ml.schemas import failures_markdown, schema_failures, training_set_schema  # noqa: PLC0415
 
     try:
         hyperparameters = hyperparameters_with(config.hyperparameters)
@@ -353,6 +354,10 @@ def flight_delay_predictions(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):
     import mlflow as mlflow_client  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from platform_assets.ml.schemas import failures_markdown, predictions_schema, schema_failures  # noqa: PLC0415
 
     first_day, last_day = partition_dates(context)
     mlflow.configure()

@@ -5,11 +5,12 @@ markdown rendering (both logged to the version's MLflow run, the markdown also s
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from platform_assets.ml.gate import GateDecision
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import pandas
+    import pandas as pd
 
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "model_card.md"
@@ -30,6 +31,8 @@ def _plain(value: Any) -> Any:
 
 def data_window(frame: pd.DataFrame, digest: str) -> dict:
     """The rows of one role (training or holdout): digest, first and last flight day, days and rows."""
+    import pandas as pd  # noqa: PLC0415
+
     days = pd.to_datetime(frame["flight_date"]).dt.date
     return {"digest": digest, "first_day": str(days.min()), "last_day": str(days.max()),
             "days": int(days.nunique()), "rows": len(frame)}

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from platform_assets.checks.stability import ReferenceBins, psi_band, reference_bins, stability_index
 from platform_assets.ml.model import FEATURES, LABEL, LOWER_IS_BETTER, evaluate
 from platform_assets.ml.policy import DriftPolicy
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import numpy or pandas
+    import numpy as np
+    import pandas as pd
 
 PROFILE_ARTIFACT = "reference_profile.json"
 SCORE = "delay_probability"
@@ -23,6 +25,8 @@ REFERENCES = {"training": "features", "recent": "recent_features"}
 
 
 def _days(frame: pd.DataFrame) -> list[str]:
+    import pandas as pd  # noqa: PLC0415
+
     days = pd.to_datetime(frame["flight_date"]).dt.date
     return [str(days.min()), str(days.max())] if len(frame) else []
 
@@ -34,6 +38,8 @@ def reference_profile(
     """What a model version is compared with once it serves; stored with the version (JSON-ready).
     Features: all training rows, and the last `policy.window_days` training days (the recent reference).
     Scores come from the holdout, not the training rows: those are out of sample, as served scores are."""
+    import pandas as pd  # noqa: PLC0415
+
     bins = policy.psi_bins
     days = pd.to_datetime(train["flight_date"])
     recent = train[days >= days.drop_duplicates().nlargest(policy.window_days).min()] if len(train) else train
@@ -94,6 +100,9 @@ class DayDrift:
 def measure_day(profile: dict, window: pd.DataFrame, day: dt.date, model_version: str, policy: DriftPolicy) -> DayDrift:
     """`window`: the scored flights of the `policy.window_days` days ending on `day` (features, `flight_date`,
     `data_date`, the score and the label where known). Judged when all those days are new to the version."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
     unseen = window[window["flight_date"] >= pd.Timestamp(profile["holdout_start"])]
     bins, reference = feature_reference(profile, policy.reference)
     features = [feature for feature in policy.monitored_features if feature in bins]
@@ -157,6 +166,8 @@ def days_markdown(days: list[DayDrift], limit: int = 31) -> str:
 
 
 def features_markdown(drift: DayDrift) -> str:
+    import numpy as np  # noqa: PLC0415
+
     lines = [f"PSI of each feature, the {drift.window_days} new day(s) ending {drift.day} against {drift.reference} "
              f"of version {drift.model_version}:", "", "| feature | PSI | band |", "|---|---:|---|"]
     ranked = sorted(drift.feature_psi.items(), key=lambda item: -np.nan_to_num(item[1], nan=-1.0))

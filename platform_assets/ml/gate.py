@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from platform_assets.ml.model import LABEL, LOWER_IS_BETTER, evaluate
 from platform_assets.ml.policy import GatePolicy
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import numpy or pandas
+    import numpy as np
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,8 @@ class Segment:
 
 def segments_of(policy: GatePolicy, holdout: pd.DataFrame) -> list[Segment]:
     """The holdout's segments the gate looks at (each value of each policy segment column), in a stable order."""
+    import numpy as np  # noqa: PLC0415
+
     labels = holdout[LABEL].to_numpy(dtype=int)
     return [Segment(f"{column}={value}", rows,
                     len(rows) >= policy.min_segment_rows and len(np.unique(labels[rows])) == 2)

@@ -8,9 +8,9 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from platform_assets.checks.daily import daily_check_spec, per_day
 from platform_assets.lineage import table_dataset, tracked
@@ -28,6 +28,9 @@ from platform_assets.partitions import daily_partitions, partition_dates, single
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import load_settings
 
+if TYPE_CHECKING:  # imported where used: loading the code location must not import pandas
+    import pandas as pd
+
 LIVE_KEY = dg.AssetKey(["ml", "flight_delay_live_quality"])
 LIVE_TABLE = "ml.flight_delay_live_quality"
 BUDGET_CHECK = "champion_within_error_budget"
@@ -43,8 +46,10 @@ def _live_start(version) -> dt.date:
     return dt.date.fromisoformat(version.tags.get("holdout_start", "9999-12-31"))
 
 
-def _daily(store, version, metric: str) -> pd.Series:
+def _daily(store, version, metric: str) -> "pd.Series":
     """The version's live `metric` per labelled day it served as champion."""
+    import pandas as pd  # noqa: PLC0415
+
     frame = store.read(
         f"SELECT data_date, value FROM {LIVE_TABLE} WHERE model_version = $1 AND role = '{CHAMPION}' AND "
         "scope = 'overall' AND metric = $2 AND data_date >= $3 ORDER BY data_date",
@@ -87,7 +92,7 @@ def _rollback_if_due(client, store, name: str, policy, history: Path) -> dict:
     return {"champion": move.to_version, "breach": reason, "rolled_back": move.line()}
 
 
-def _trial_frame(store, challenger, stage: str, share: float) -> pd.DataFrame:
+def _trial_frame(store, challenger, stage: str, share: float) -> "pd.DataFrame":
     """The labelled live flights of the challenger's current stage, scored by it and by the day's champion."""
     return store.read(
         f"{_LABELLED_SCORES} AND s.data_date >= $1 AND (s.role = '{CHAMPION}' OR (s.model_version = $2 AND "
@@ -97,6 +102,8 @@ def _trial_frame(store, challenger, stage: str, share: float) -> pd.DataFrame:
 
 
 def _advance_trial(client, store, name: str, policy, history: Path) -> dict:
+    import pandas as pd  # noqa: PLC0415
+
     challenger = challenger_version(client, name)
     if challenger is None:
         return {}
@@ -161,6 +168,7 @@ def _advance_trial(client, store, name: str, policy, history: Path) -> dict:
 def flight_delay_live_quality(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource
 ):
+    import pandas as pd  # noqa: PLC0415
     import mlflow as mlflow_client  # noqa: PLC0415
 
     policy = load_policy()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: loading the code location must not import numpy, pandas or scikit-learn
+    import numpy as np
+    import pandas as pd
     from sklearn.pipeline import Pipeline
 
 CATEGORICAL_FEATURES = ["carrier", "origin", "dest"]
@@ -37,6 +35,8 @@ class Split:
 
 def split_by_time(frame: pd.DataFrame, holdout_days: int = 14) -> Split:
     """The most recent days are the holdout (at most a fifth of the days), everything before trains."""
+    import pandas as pd  # noqa: PLC0415
+
     days = sorted(frame["flight_date"].unique())
     if len(days) < 2:
         raise ValueError(f"training needs at least two days of labelled features, got {len(days)}")
@@ -48,6 +48,8 @@ def split_by_time(frame: pd.DataFrame, holdout_days: int = 14) -> Split:
 
 def as_model_input(frame: pd.DataFrame) -> pd.DataFrame:
     """The model's input schema: categories as strings, everything else as float."""
+    import pandas as pd  # noqa: PLC0415
+
     data = {column: frame[column].astype(object).where(frame[column].notna(), None).astype(str)
             for column in CATEGORICAL_FEATURES}
     data.update({column: frame[column].astype("float64") for column in NUMERIC_FEATURES})
@@ -64,6 +66,7 @@ def hyperparameters_with(overrides: dict[str, float]) -> dict[str, float]:
 
 def build_pipeline(seed: int, hyperparameters: dict[str, float] = HYPERPARAMETERS) -> Pipeline:
     # scikit-learn is imported here, not at module level: loading the code location must stay fast.
+    import numpy as np  # noqa: PLC0415
     from sklearn.compose import ColumnTransformer  # noqa: PLC0415
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415
     from sklearn.pipeline import Pipeline  # noqa: PLC0415
@@ -83,6 +86,7 @@ def build_pipeline(seed: int, hyperparameters: dict[str, float] = HYPERPARAMETER
 
 
 def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    import numpy as np  # noqa: PLC0415
     from sklearn.metrics import (  # noqa: PLC0415
         accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score,
     )

@@ -2,9 +2,9 @@
 
 import datetime as dt
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from platform_assets.checks.daily import DailyResults, daily_check_spec, per_day, run_days
 from platform_assets.lineage import table_dataset, tracked
@@ -19,6 +19,9 @@ from platform_assets.ml.registry import why_no_champion
 from platform_assets.partitions import INLINE_DAYS, daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, MlflowResource, WarehouseResource
 from platform_assets.settings import DATA_START
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import pandas
+    import pandas as pd
 
 DRIFT_KEY = dg.AssetKey(["ml", "flight_delay_drift"])
 DRIFT_CHECK = "no_significant_drift"
@@ -45,9 +48,11 @@ def _reference_profiles(mlflow: MlflowResource, versions) -> dict[str, dict]:
     return profiles
 
 
-def _measure(frame: pd.DataFrame, profiles: dict[str, dict], first_day: dt.date, last_day: dt.date,
+def _measure(frame: "pd.DataFrame", profiles: dict[str, dict], first_day: dt.date, last_day: dt.date,
              policy) -> list[DayDrift]:
     """Each day with scored flights, judged on the window ending on it, against the version that scored it."""
+    import pandas as pd  # noqa: PLC0415
+
     by_day = {day.date(): rows for day, rows in frame.groupby("data_date")}
     days = []
     for day in pd.date_range(first_day, last_day).date:
@@ -134,6 +139,7 @@ def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days
 )
 @tracked(inputs=[table_dataset(FEATURES_TABLE), table_dataset(PREDICTIONS_TABLE)], outputs=[table_dataset(DRIFT_TABLE)])
 def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseResource, mlflow: MlflowResource):
+    import pandas as pd  # noqa: PLC0415
     import mlflow as mlflow_client  # noqa: PLC0415
 
     policy = load_policy().drift

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from platform_assets.checks.stability import PSI_MODERATE, PSI_SIGNIFICANT
 from platform_assets.ml.drift import DayDrift
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import numpy
+    import numpy as np
 
 
 def _figure(width: float, height: float):
@@ -57,6 +59,8 @@ def evaluation_png(labels: np.ndarray, scores: dict[str, np.ndarray]) -> bytes:
 def drift_png(days: list[DayDrift]) -> bytes:
     """Left: PSI of each feature on the last judged day (or the last day), with the 0.1 and 0.25 bands.
     Right: per day, the number of drifted features and the prediction PSI."""
+    import numpy as np  # noqa: PLC0415
+
     latest = next((drift for drift in reversed(days) if drift.judged), days[-1])
     figure = _figure(12, 4.2)
     features, daily = figure.subplots(1, 2, width_ratios=[1, 1.3])

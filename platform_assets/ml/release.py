@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from platform_assets.ml.gate import GateDecision, judge, segments_of
 from platform_assets.ml.model import LABEL, LOWER_IS_BETTER, evaluate
 from platform_assets.ml.policy import GatePolicy, ReleasePolicy
+
+if TYPE_CHECKING:  # imported where used: loading the code location must not import numpy or pandas
+    import numpy as np
+    import pandas as pd
 
 SCORE = "delay_probability"
 LIVE_COLUMNS = ["data_date", "model_version", "role", "canary_share", "scope", "metric", "value"]
@@ -27,12 +29,17 @@ def canary_fraction(flight_id: str) -> float:
 
 def in_canary(flight_ids, share: float) -> np.ndarray:
     """Which flights the canary serves at `share`; raising the share keeps every flight it already served."""
+    import numpy as np  # noqa: PLC0415
+
     return np.array([canary_fraction(str(flight_id)) < share for flight_id in flight_ids], dtype=bool)
 
 
 def live_metrics(policy: GatePolicy, scored: pd.DataFrame) -> pd.DataFrame:
     """Per labelled day, scoring version and role: the gate's metrics overall and per judged segment.
     `scored` has data_date, model_version, role, canary_share, the segment columns, the label and the score."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
     rows = []
     for (day, version, role, share), flights in scored.groupby(
             ["data_date", "model_version", "role", "canary_share"], sort=True):
@@ -119,6 +126,8 @@ class Breach:
 def budget_breach(policy: ReleasePolicy, daily: pd.Series, expected: float, expected_from: str) -> Breach | None:
     """`daily`: the champion's live metric per labelled day it served (index: day). A breach when each of its last
     `rollback.days` days is beyond the expected level by more than the error budget."""
+    import pandas as pd  # noqa: PLC0415
+
     rule = policy.rollback
     lower = rule.metric in LOWER_IS_BETTER
     limit = expected + rule.error_budget if lower else expected - rule.error_budget

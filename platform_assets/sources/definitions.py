@@ -9,6 +9,9 @@ from pathlib import Path
 import yaml
 
 SOURCES_FILE = Path(__file__).with_name("sources.yml")
+# libyaml's parser when PyYAML has it (its wheels do): the same documents, read about 8 times faster, and every
+# code location load reads this file.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FORMATS = ("csv", "jsonl", "parquet")
 LINEAGE_COLUMNS = {
     "_data_date": "DATE",
@@ -116,7 +119,7 @@ def _column_contract(where: str, column: str, entry) -> ColumnContract:
 
 def load_sources(path: Path = SOURCES_FILE) -> dict[str, SourceDefinition]:
     try:
-        entries = yaml.safe_load(path.read_text()) or {}
+        entries = yaml.load(path.read_text(), Loader=SAFE_LOADER) or {}  # noqa: S506 (a safe loader)
     except yaml.YAMLError as error:
         raise SourceDefinitionError(f"{path.name}: not valid YAML: {error}") from None
     if not isinstance(entries, dict):

@@ -12,11 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from platform_assets.sources.definitions import SourceDefinition
+
+if TYPE_CHECKING:  # pandas only in annotations: loading the code location must not import it
+    import pandas as pd
 
 VERSION_COLUMNS_EXTRA = ["_data_date"]  # with the contract columns: what a published version fingerprints
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from platform_assets.metadata import table_columns, table_version
 from platform_assets.sources.definitions import SourceDefinition
 from platform_assets.warehouse.base import (
     PublishedRows, TableDescription, RawBatch, Warehouse, days_predicate, nothing_to_publish, version_columns,
 )
+
+if TYPE_CHECKING:  # pandas only in annotations: loading the code location must not import it
+    import pandas as pd
 
 
 def quoted(column: str) -> str:

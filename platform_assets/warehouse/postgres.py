@@ -14,11 +14,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import duckdb
-import pandas as pd
-import pyarrow as pa
 
 from platform_assets.metadata import table_version
 from platform_assets.sources.definitions import SourceDefinition
@@ -26,6 +25,10 @@ from platform_assets.warehouse.base import (
     PublishedRows, TableDescription, RawBatch, Warehouse, days_predicate, nothing_to_publish, version_columns,
 )
 from platform_assets.warehouse.duckdb_file import ensure_raw_table, quoted
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported where used: loading the code location must not import them
+    import pandas as pd
+    import pyarrow as pa
 
 # The raw tables' DuckDB column types (sources.yml's contract types, the lineage columns) as PostgreSQL types:
 # the Arrow batches DuckDB produces for them load into these with COPY, and read back as the same DuckDB types.
@@ -80,6 +83,8 @@ def create_schema(cursor, schema: str) -> None:
 
 def _numeric_as_double(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
     """The batches of `reader` with PostgreSQL's numeric columns (text in an Arrow extension type) as float64."""
+    import pyarrow as pa  # noqa: PLC0415
+
     numeric = {index for index, field in enumerate(reader.schema) if isinstance(field.type, pa.BaseExtensionType)
                and (field.metadata or {}).get(b"POSTGRESQL:type") == b"numeric"}
     if not numeric:
