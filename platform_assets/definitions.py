@@ -1,22 +1,10 @@
 """The one place that assembles the platform's Definitions and applies global policy."""
 
-import atexit
 import functools
-import gc
 import operator
 import warnings
 
 import dagster as dg
-
-# Loading the code location creates some 200,000 objects that live as long as the process: Dagster's, then
-# dbt-core's (through dagster-dbt). Each full collection during the load walked all of them again (0.3 s of the
-# load, docs/benchmark.md). Frozen once imported, the collector leaves them alone until the interpreter exits;
-# they are handed back then, so that its last collection finalizes them as before.
-gc.freeze()
-import dagster_dbt  # noqa: E402, F401  (platform_assets.resources uses it; imported here to be frozen as well)
-
-gc.freeze()
-atexit.register(gc.unfreeze)
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
