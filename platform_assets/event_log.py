@@ -19,8 +19,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-from dagster._serdes import serialize_value
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 
 BATCHED_TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
 CHECK_EVALUATION = DagsterEventType.ASSET_CHECK_EVALUATION
@@ -40,13 +39,17 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 types <= BATCHED_TYPES or types == {CHECK_EVALUATION}):
             super().store_event_batch(events)  # one at a time
             return
+        # Each event serialised once for both databases and the check's row (Dagster's statements serialise it
+        # again for each), and one compiled statement with the rows as parameters.
+        rows = [self._event_to_row(event) for event in events]
+        insert = SqlEventLogStorageTable.insert()
         with self.run_connection(events[0].run_id) as connection:
-            connection.execute(self.prepare_insert_event_batch(events))
+            connection.execute(insert, rows)
         with self.index_transaction() as connection:
-            ids = [connection.execute(self.prepare_insert_event(event)).inserted_primary_key[0] for event in events]
+            ids = [connection.execute(insert, row).inserted_primary_key[0] for row in rows]
             if types == {CHECK_EVALUATION}:
-                for event, event_id in zip(events, ids, strict=True):
-                    _record_check_execution(connection, event, event_id)
+                for event, row, event_id in zip(events, rows, ids, strict=True):
+                    _record_check_execution(connection, event, row["event"], event_id)
                 return
             self._store_asset_event_tags(connection, events, ids)
             # The asset's row records its latest event: the last one of each asset in the batch.
@@ -56,7 +59,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(connection, event, event_id)
 
 
-def _record_check_execution(connection, event: EventLogEntry, event_id: int) -> None:
+def _record_check_execution(connection, event: EventLogEntry, serialized: str, event_id: int) -> None:
     """The check execution row of the evaluation (planned by the run for its check and partition) gets its
     result; without a planned row, a new row. What SqlEventLogStorage._update_asset_check_evaluation does, in the
     batch's transaction."""
@@ -65,7 +68,7 @@ def _record_check_execution(connection, event: EventLogEntry, event_id: int) -> 
     status = (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
               else AssetCheckExecutionRecordStatus.FAILED).value
     values = dict(
-        execution_status=status, evaluation_event=serialize_value(event),
+        execution_status=status, evaluation_event=serialized,
         evaluation_event_timestamp=dt.datetime.fromtimestamp(event.timestamp, dt.UTC).replace(tzinfo=None),
         evaluation_event_storage_id=event_id, partition=evaluation.partition,
         materialization_event_storage_id=(evaluation.target_materialization_data.storage_id

@@ -72,16 +72,20 @@ def worker_names(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 
 def test_runners_over_different_days_run_at_once_and_over_the_same_day_take_turns(team, delivered,  # noqa: F811
                                                                                   tmp_path):
-    """Runners A (days 1-2) and B (days 3-4) at once, and C (day 2) started once A's run has started: A's and B's
+    """Runners A (days 1-2) and B (days 3-4) at once, and C (day 2) started once their runs have started: A's and B's
     steps run at the same time on the workers; C's run is created only once A's has finished."""
     log_path = tmp_path / "runners.log"
     began = time.time()
     with log_path.open("w") as log, dg.DagsterInstance.get() as instance:
         runners = [start_runner(DAYS_A, log), start_runner(DAYS_B, log)]
         deadline = time.monotonic() + TIMEOUT_SECONDS
-        while not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
-                                                  tags={"dagster/asset_partition_range_start": DAYS_A[0]})):
-            assert runners[0].poll() is None and time.monotonic() < deadline, log_path.read_text()[-4000:]
+        # C starts once A's and B's runs have both started: a third runner starting earlier competes with B's
+        # start-up for the two cores, and B's steps then came after A's.
+        while not all(instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                                      tags={"dagster/asset_partition_range_start": first}))
+                      for first in (DAYS_A[0], DAYS_B[0])):
+            assert all(runner.poll() is None for runner in runners) and time.monotonic() < deadline, \
+                log_path.read_text()[-4000:]
             time.sleep(0.2)
         same_day = start_runner((DAYS_A[1], DAYS_A[1]), log)
         results = [finish(runner, log_path) for runner in runners]
