@@ -99,6 +99,12 @@ def _log_daily_metrics(run_id: str, days: list[DayDrift]) -> None:
         mlflow_client.MlflowClient().log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
+def _listed(days: list[str]) -> str:
+    if len(days) <= INLINE_DAYS:
+        return ", ".join(days) or "none"
+    return f"{len(days)} days, the last: {', '.join(days[-INLINE_DAYS:])} (all in {DRIFT_TABLE})"
+
+
 def drift_by_day(run_result: dg.AssetCheckResult, measured: list[DayDrift], days: list[str]):
     """Each day of the run judged on its own drift; a day with nothing scored passes, saying so. With nothing
     scored on any day (no model serves), or a run of one day: the run's result."""
@@ -163,9 +169,10 @@ def flight_delay_drift(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         "days_scored": len(days),
         "days_judged": len(judged),
         "days_significant": len(significant),
-        "significant_days": ", ".join(str(drift.day) for drift in significant) or "none",
+        # a longer run's days: the last INLINE_DAYS listed here, all in the drift table (partitions.INLINE_DAYS)
+        "significant_days": _listed([str(drift.day) for drift in significant]),
         "model_versions": ", ".join(sorted({drift.model_version for drift in days})) or "none",
-        "days": dg.MetadataValue.md(days_markdown(days) if days else f"{skipped}."),
+        "days": dg.MetadataValue.md(days_markdown(days, limit=INLINE_DAYS) if days else f"{skipped}."),
     }
     if not days:
         metadata["skipped"] = skipped

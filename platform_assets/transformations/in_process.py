@@ -25,7 +25,8 @@ from functools import cache
 
 import orjson
 
-_ONE_AT_A_TIME = threading.Lock()
+_ONE_AT_A_TIME = threading.Lock()  # one dbt invocation per process, for its whole run
+_ONE_CLI_CALL = threading.Lock()  # one swap of dagster-dbt's invocation class at a time
 _END = object()
 # What dbt writes to stdout at its default log level: the events dagster-dbt turns into Dagster events and logs.
 _STREAMED_LEVELS = {"info", "warn", "error"}
@@ -35,7 +36,7 @@ class InProcessDbt:
     """One dbt invocation on a thread of this process, behind the part of subprocess.Popen's interface that
     dagster-dbt's DbtCliInvocation uses."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: str | os.PathLike | None = None) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
         self.args = list(args)
         self.returncode: int | None = None
         self.stdout = _Lines()
@@ -74,9 +75,6 @@ class InProcessDbt:
 
     def wait(self, timeout: float | None = None) -> int | None:
         self._done.wait(timeout)
-        return self.returncode
-
-    def poll(self) -> int | None:
         return self.returncode
 
     def send_signal(self, signal_number: int) -> None:
@@ -152,9 +150,6 @@ def dbt_in_process() -> Iterator[None]:
             yield
         finally:
             resource.DbtCliInvocation = original
-
-
-_ONE_CLI_CALL = threading.Lock()
 
 
 @cache
