@@ -9,6 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from conftest import PIPELINE_FIRST_DAY, PIPELINE_LAST_DAY
 from governance.catalog import Budget, Dataset, load_catalog
 from governance.cost import TREND_FLOOR_SECONDS, cost_verdict, read_costs, sparkline, summarize, trailing_median
 from platform_assets.cost.accounting import Held, attribute, with_cost_accounting
@@ -130,6 +131,10 @@ def test_every_materialization_of_the_pipeline_carries_its_cost_and_has_its_row(
         for name in NUMERIC:
             assert isinstance(event.metadata[name], (dg.FloatMetadataValue, dg.IntMetadataValue)), (event.asset_key,
                                                                                                    name)
+    # each day's copy of a range run's cost says how many days that cost covers
+    days = (PIPELINE_LAST_DAY - PIPELINE_FIRST_DAY).days + 1
+    assert {m.metadata["cost/days"].value for m in materializations if m.partition} == {days}
+    assert not any("cost/days" in m.metadata for m in materializations if not m.partition)
     dbt_models = [m for m in materializations if m.asset_key.path[0] in ("staging", "intermediate", "marts")]
     assert dbt_models and all(m.metadata["cost/own_seconds"].value > 0 for m in dbt_models)
 

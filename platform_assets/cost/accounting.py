@@ -179,7 +179,7 @@ def _record(context: dg.AssetExecutionContext, held: list[Held], warehouse) -> l
                 "cost/peak_memory_mb": None if reading.peak_memory_bytes is None
                 else round(reading.peak_memory_bytes / 2**20, 1),
                 "cost/rows_in": _first(metadata, ROWS_IN_KEYS), "cost/rows_out": _first(metadata, ROWS_OUT_KEYS),
-                "cost/spill_bytes": reading.spill_bytes, **extra[name]}
+                "cost/spill_bytes": reading.spill_bytes, "cost/days": days, **extra[name]}
         alert = cost.pop("cost/alert", None)
         values = {k: _number(v) for k, v in cost.items() if v is not None}
         if alert:
