@@ -73,7 +73,7 @@ def test_engine_reason_cuts_long_quoted_values():
 
 
 @pytest.mark.parametrize("head, expected", [
-    (gzip.compress(CSV_HEADER), "a gzip file (it starts with 1f 8b) named .csv: deliver it uncompressed, or name it "
+    (gzip.compress(CSV_HEADER, mtime=0), "a gzip file (it starts with 1f 8b) named .csv: deliver it uncompressed, or name it "
                                 ".csv.gz"),
     (b"PK\x03\x04\x14\x00", "a zip archive (it starts with 50 4b 03 04) named .csv: deliver the csv file itself"),
     (b"PAR1\x15\x04", "a Parquet file (it starts with PAR1) named .csv: the contract says csv; deliver csv, or "
