@@ -10,6 +10,8 @@ export DAGSTER_HOME := $(PLATFORM_DATA_DIR)/dagster_home
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 DAYS ?= 1
+# pytest-xdist workers of `make test` (tests/conftest.py keeps what shares servers or fixtures on one worker).
+TEST_WORKERS ?= 2
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f \( -name '*.sql' -o -name '*.yml' \) -print)
 
@@ -69,7 +71,7 @@ demo: $(if $(filter team,$(PLATFORM_TARGET)),instance) $(MANIFEST)
 	$(PY) -m platform_assets.demo
 
 test: $(MANIFEST) $(CHROMIUM) $(REDIS_SERVER)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 dev: instance $(MANIFEST)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

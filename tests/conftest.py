@@ -22,6 +22,29 @@ PIPELINE_FIRST_DAY = dt.date(2013, 1, 1)
 PIPELINE_LAST_DAY = dt.date(2013, 1, 10)
 
 
+# `make test` runs the suite on TEST_WORKERS pytest-xdist workers (--dist loadgroup). A module's tests stay on one
+# worker (its module-scoped fixtures start their servers once), and so do all the modules that use one of the
+# session-scoped fixtures below (each would otherwise be built once per worker).
+SESSION_FIXTURES = ("pipeline_run", "platform")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    group = {}  # module -> the module whose name its group carries (union of modules sharing a session fixture)
+
+    def root(module: str) -> str:
+        while group.setdefault(module, module) != module:
+            module = group[module]
+        return module
+
+    first_user = {}
+    for item in items:
+        for name in SESSION_FIXTURES:
+            if name in item.fixturenames:
+                group[root(item.module.__name__)] = root(first_user.setdefault(name, item.module.__name__))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"
