@@ -28,6 +28,7 @@ PIPELINE_LAST_DAY = dt.date(2013, 1, 10)
 SESSION_FIXTURES = ("pipeline_run", "platform")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (pytest_collection_finish checks it did)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     group = {}  # module -> the module whose name its group carries (union of modules sharing a session fixture)
 
@@ -43,6 +44,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 group[root(item.module.__name__)] = root(first_user.setdefault(name, item.module.__name__))
     for item in items:
         item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has named each test's group
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop rather than run with the groups ignored: pytest-xdist 3.8 writes them into a test's node id the way
+    pytest up to 9.1 keeps it (pyproject.toml pins pytest below 9.2, which keeps it elsewhere)."""
+    if getattr(session.config.option, "loadgroup", False) and not all("@" in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist's --dist loadgroup had no effect on the node ids: each worker would "
+                                "start the module fixtures' servers and build the session fixtures again")
 
 
 @pytest.fixture
@@ -163,3 +173,4 @@ def webserver(platform):
         yield url
     finally:
         stop(server)
+
