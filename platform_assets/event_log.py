@@ -8,6 +8,9 @@ sets it; the daily check evaluations are handed over per check the same way), an
 one statement to the run's database and in one transaction to the cross-run index, as dagster-postgres does for
 materializations. Configured in dagster.yaml by platform_assets.instance.
 
+A check planned over a run's days gets one row per day, and Dagster serialises the planned event again for each
+row; here once per check. Evaluations with a day update their planned row with one statement built once.
+
 Every other event (a run's 300-odd step, log and check events on a new day) is still stored one at a time, and
 Dagster builds a new SQLAlchemy engine for every connection: about half of each event's cost. This storage keeps the
 engines of the last few databases it used (a run's own and the index); their connections are still opened and
@@ -29,6 +32,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster_shared.serdes import serialize_value
 from sqlalchemy.pool import NullPool
 
 BATCHED_TYPES = {DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_OBSERVATION}
@@ -61,6 +65,20 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as connection, connection.begin():
                 yield connection
 
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """Dagster's: one planned row per partition of the run's range, with the event serialised once for all of
+        them (Dagster serialises it again for each row: 334 times per check in a run over the history)."""
+        planned = event.dagster_event.event_specific_data
+        partitions = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+        common = dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, run_id=event.run_id,
+                      execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                      evaluation_event=serialize_value(event),
+                      evaluation_event_timestamp=self._event_insert_timestamp(event),
+                      evaluation_event_storage_id=event_id)
+        with self.index_connection() as connection:
+            connection.execute(AssetCheckExecutionsTable.insert(),
+                               [{**common, "partition": partition} for partition in partitions])
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         types = {event.dagster_event_type for event in events}
         if len({e.run_id for e in events}) > 1 or not events[0].run_id or not (
@@ -87,12 +105,18 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(connection, event, event_id)
 
 
+_CHECK_ROW = AssetCheckExecutionsTable.c
+# The planned row of a check, run and partition; its new values are the statement's parameters (column names).
+_UPDATE_CHECK_ROW = AssetCheckExecutionsTable.update().where(db.and_(
+    _CHECK_ROW.asset_key == db.bindparam("row_asset_key"), _CHECK_ROW.check_name == db.bindparam("row_check_name"),
+    _CHECK_ROW.run_id == db.bindparam("row_run_id"), _CHECK_ROW.partition == db.bindparam("row_partition")))
+
+
 def _record_check_execution(connection, event: EventLogEntry, serialized: str, event_id: int) -> None:
     """The check execution row of the evaluation (planned by the run for its check and partition) gets its
     result; without a planned row, a new row. What SqlEventLogStorage._update_asset_check_evaluation does, in the
-    batch's transaction."""
+    batch's transaction, with one statement built once for every partitioned evaluation."""
     evaluation = event.dagster_event.event_specific_data
-    table = AssetCheckExecutionsTable.c
     status = (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
               else AssetCheckExecutionRecordStatus.FAILED).value
     values = dict(
@@ -101,11 +125,15 @@ def _record_check_execution(connection, event: EventLogEntry, serialized: str, e
         evaluation_event_storage_id=event_id, partition=evaluation.partition,
         materialization_event_storage_id=(evaluation.target_materialization_data.storage_id
                                           if evaluation.target_materialization_data else None))
-    partition = table.partition.is_(None) if evaluation.partition is None else table.partition == evaluation.partition
-    updated = connection.execute(AssetCheckExecutionsTable.update().where(db.and_(
-        table.asset_key == evaluation.asset_key.to_string(), table.check_name == evaluation.check_name,
-        table.run_id == event.run_id, partition)).values(**values)).rowcount
+    key, check_name = evaluation.asset_key.to_string(), evaluation.check_name
+    if evaluation.partition is None:
+        updated = connection.execute(AssetCheckExecutionsTable.update().where(db.and_(
+            _CHECK_ROW.asset_key == key, _CHECK_ROW.check_name == check_name, _CHECK_ROW.run_id == event.run_id,
+            _CHECK_ROW.partition.is_(None))).values(**values)).rowcount
+    else:
+        updated = connection.execute(_UPDATE_CHECK_ROW, {
+            **values, "row_asset_key": key, "row_check_name": check_name, "row_run_id": event.run_id,
+            "row_partition": evaluation.partition}).rowcount
     if updated == 0:
         connection.execute(AssetCheckExecutionsTable.insert().values(
-            asset_key=evaluation.asset_key.to_string(), check_name=evaluation.check_name, run_id=event.run_id,
-            **values))
+            asset_key=key, check_name=check_name, run_id=event.run_id, **values))

@@ -5,7 +5,9 @@ the run (the webserver, whose watcher waits for the run's database file to chang
 import time
 from pathlib import Path
 
+import dagster as dg
 import psutil
+import sqlalchemy as db
 from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.events.log import EventLogEntry
 
@@ -40,3 +42,52 @@ def test_each_event_is_in_the_run_database_file_at_once_and_no_file_stays_open(t
     assert len(writer._engines) == KEPT_ENGINES  # the most recent databases' engines, no more
     assert list(writer._engines)[-1] == run_ids[-1]
     writer.dispose()
+
+
+def check_rows(storage) -> list[tuple]:
+    """The check execution rows, as the UI and Dagster's check APIs read them (their ids and times left out)."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as Table
+    from dagster._serdes import deserialize_value
+
+    with storage.index_connection() as connection:
+        rows = connection.execute(db.select(Table.c.asset_key, Table.c.check_name, Table.c.partition, Table.c.run_id,
+                                            Table.c.execution_status, Table.c.evaluation_event)
+                                  .order_by(Table.c.check_name, Table.c.partition)).fetchall()
+    return [(*row[:5], deserialize_value(row[5], EventLogEntry).dagster_event.event_type_value) for row in rows]
+
+
+def test_check_rows_are_the_ones_dagsters_own_sqlite_storage_writes(tmp_path: Path):
+    """A run's planned checks (one partitioned over three days, one not), evaluated as a batch, plus an evaluation
+    of a day nothing planned: the same execution rows as Dagster's storage, which stores them one at a time."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (AssetCheckEvaluation,
+                                                                              AssetCheckEvaluationPlanned)
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    days = ["2013-01-01", "2013-01-02", "2013-01-03"]
+    key = dg.AssetKey(["raw", "flights"])
+    subset = dg.DailyPartitionsDefinition("2013-01-01").empty_subset().with_partition_keys(days).to_serializable_subset()
+
+    def entry(kind: DagsterEventType, data) -> EventLogEntry:
+        event = DagsterEvent(event_type_value=kind.value, job_name="job", event_specific_data=data)
+        return EventLogEntry(error_info=None, level=20, user_message="", run_id="run", timestamp=time.time(),
+                             dagster_event=event)
+
+    planned = [entry(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, AssetCheckEvaluationPlanned(
+                   asset_key=key, check_name=name, partitions_subset=part))
+               for name, part in (("daily", subset), ("whole", None))]
+    evaluations = [entry(DagsterEventType.ASSET_CHECK_EVALUATION, AssetCheckEvaluation(
+        asset_key=key, check_name=name, passed=day != "2013-01-02", metadata={}, partition=day))
+        for name, day in [("daily", day) for day in [*days, "2013-01-04"]] + [("whole", None)]]
+    ours = BatchedSqliteEventLogStorage(base_dir=str(tmp_path / "ours"))
+    dagsters = SqliteEventLogStorage(base_dir=str(tmp_path / "dagster"))
+    for event in planned:
+        ours.store_event(event)
+        dagsters.store_event(event)
+    assert check_rows(ours) == check_rows(dagsters)
+    assert [row[4] for row in check_rows(ours)] == ["PLANNED"] * 4
+    ours.store_event_batch(evaluations)
+    for event in evaluations:
+        dagsters.store_event(event)
+    expected = check_rows(dagsters)
+    assert len(expected) == 5 and {row[4] for row in expected} == {"SUCCEEDED", "FAILED"}
+    assert check_rows(ours) == expected
