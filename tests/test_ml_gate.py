@@ -155,3 +155,30 @@ def test_a_model_card_is_valid_json_with_every_section():
     text = card_markdown(card)
     assert "# Model card: m version 5" in text and "| carrier=HA | not measured |" in text
     assert "Not promoted; serving after the decision: version 4." in text
+
+
+@pytest.mark.parametrize("labels, probabilities", [
+    (np.random.default_rng(7).integers(0, 2, 5000), np.random.default_rng(8).random(5000)),
+    ([0, 1, 1, 0, 1], [0.0, 1.0, 0.0, 1.0, 0.5]),  # certain and wrong: log loss clipped at eps, as scikit-learn
+    ([0, 0, 0], [0.1, 0.7, 0.3]),  # one class: no rank metrics
+    ([1, 1], [0.9, 0.2]),
+])
+def test_the_metrics_are_scikit_learns(labels, probabilities):
+    from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
+
+    from platform_assets.ml.model import evaluate
+
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+    metrics = evaluate(labels, probabilities)
+    assert metrics["brier_score"] == pytest.approx(brier_score_loss(labels, probabilities, pos_label=1), rel=1e-12)
+    assert metrics["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=[0, 1]), rel=1e-12)
+    assert metrics["accuracy"] == accuracy_score(labels, probabilities >= 0.5)
+    assert np.isnan(metrics["roc_auc"]) == (len(set(labels.tolist())) < 2)
+
+
+def test_metrics_refuse_what_they_cannot_judge():
+    from platform_assets.ml.model import evaluate
+
+    for labels, probabilities in (([0, 1], [0.2, float("nan")]), ([0, 2], [0.2, 0.3]), ([0, 1], [0.2])):
+        with pytest.raises(ValueError):
+            evaluate(np.asarray(labels), np.asarray(probabilities))
