@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 from pathlib import Path
 
@@ -23,9 +24,13 @@ PIPELINE_LAST_DAY = dt.date(2013, 1, 10)
 
 
 # `make test` runs the suite on TEST_WORKERS pytest-xdist workers (--dist loadgroup). A module's tests stay on one
-# worker (its module-scoped fixtures start their servers once), and so do all the modules that use one of the
-# session-scoped fixtures below (each would otherwise be built once per worker).
-SESSION_FIXTURES = ("pipeline_run", "platform")
+# worker (its module-scoped fixtures start their servers once), and so do all the modules that use one of this
+# suite's session-scoped fixtures (each would otherwise be built once per worker).
+def session_fixtures(item: pytest.Item) -> set[str]:
+    """The session-scoped fixtures defined under tests/ (not pytest's own) that `item` uses."""
+    return {name for name, fixture_defs in item._fixtureinfo.name2fixturedefs.items()
+            if any(d.scope == "session" and Path(inspect.getfile(d.func)).resolve().is_relative_to(REPO_ROOT / "tests")
+                   for d in fixture_defs)}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (pytest_collection_finish checks it did)
@@ -39,9 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     first_user = {}
     for item in items:
-        for name in SESSION_FIXTURES:
-            if name in item.fixturenames:
-                group[root(item.module.__name__)] = root(first_user.setdefault(name, item.module.__name__))
+        for name in session_fixtures(item):
+            group[root(item.module.__name__)] = root(first_user.setdefault(name, item.module.__name__))
     for item in items:
         item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
 
@@ -173,4 +177,3 @@ def webserver(platform):
         yield url
     finally:
         stop(server)
-
