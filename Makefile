@@ -73,7 +73,9 @@ demo: $(if $(filter team,$(PLATFORM_TARGET)),instance) $(MANIFEST)
 test: $(MANIFEST) $(CHROMIUM) $(REDIS_SERVER)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
+# The UI, the daemon and the run server (platform_assets/run_server.py: runs start with their libraries loaded).
 dev: instance $(MANIFEST)
+	$(PY) -m platform_assets.run_server & server=$$!; trap 'kill $$server 2>/dev/null; wait $$server' EXIT; \
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow: $(VENV)/.installed

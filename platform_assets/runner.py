@@ -8,20 +8,25 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob
 from dagster._core.execution.api import create_execution_plan, execute_run
+from dagster._core.launcher import WorkerStatus
 from dagster._core.snap import snapshot_from_execution_plan
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from platform_assets.progress import follow_run
 from platform_assets.run_admission import create_admitted_run, runner_tag
+from platform_assets.run_server import server_file
 from platform_assets.settings import Settings, SettingsError, load_settings
 from platform_assets.sources.landing import delivered_manifests
 
+LAUNCHED_POLL_SECONDS = 0.2  # a launched run's status, read until it ends
+LAUNCHED_HEALTH_SECONDS = 2.0  # and whether its process still lives
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Before the first step, Dagster records a planned-materialization event per asset AND partition (on sqlite
 # two connections and commits each, 20-90 ms: 150 s and more for the demo's 334 days). With this setting, read
@@ -94,10 +99,13 @@ def reconstructable_job(settings: Settings) -> ReconstructableJob:
 
 def _execute(instance: dg.DagsterInstance, settings: Settings, job: ReconstructableJob, tags: dict[str, str],
              assets: Sequence[dg.AssetKey], every_asset: bool, checks: Sequence[dg.AssetCheckKey] | None,
-             first_day: dt.date, last_day: dt.date, wait_seconds: float | None) -> dg.JobExecutionResult:
+             first_day: dt.date, last_day: dt.date, wait_seconds: float | None,
+             launch: bool = False) -> dg.JobExecutionResult:
     """Create the run once no other run writes its assets and days (platform_assets/run_admission.py), then
     execute it here with the platform's executor: on embedded its steps in this process, on team as Celery tasks
-    (what `dg.execute_job` does, with the run created under the admission lock)."""
+    (what `dg.execute_job` does, with the run created under the admission lock). `launch`: hand it to the
+    instance's run launcher instead (the run server's forked process, as a sensor's run under `make dev`) and wait
+    for it to end."""
     assets = frozenset(assets)
     run_tags = {**tags, **runner_tag()}
 
@@ -118,23 +126,41 @@ def _execute(instance: dg.DagsterInstance, settings: Settings, job: Reconstructa
             job_code_origin=job.get_python_origin(), asset_graph=job_def.asset_layer.asset_graph)
 
     run = create_admitted_run(instance, settings, assets, first_day, last_day, create, wait_seconds)
-    return execute_run(job, run, instance)
+    if not launch:
+        return execute_run(job, run, instance)
+    instance.launch_run(run.run_id, workspace=None)  # the run server's: no workspace is needed
+    launcher, next_check = instance.run_launcher, time.monotonic()
+    while not (run := instance.get_run_by_id(run.run_id)).is_finished:
+        if launcher.supports_check_run_worker_health and time.monotonic() >= next_check:
+            # Its process died without ending the run: no daemon's run monitoring watches a headless run.
+            health = launcher.check_run_worker_health(run)
+            if health.status == WorkerStatus.FAILED:
+                instance.report_run_failed(run, health.msg)
+            next_check = time.monotonic() + LAUNCHED_HEALTH_SECONDS
+        time.sleep(LAUNCHED_POLL_SECONDS)
+    events = [entry.dagster_event for entry in instance.all_logs(run.run_id) if entry.is_dagster_event]
+    return dg.JobExecutionResult(job.get_definition(), nullcontext(), events, run)
 
 
 def materialize_range(
     instance: dg.DagsterInstance, first_day: dt.date, last_day: dt.date, show_progress: bool = True,
     assets: Sequence[dg.AssetKey] | None = None, wait_seconds: float | None = None,
-    checks: Sequence[dg.AssetCheckKey] | None = None,
+    checks: Sequence[dg.AssetCheckKey] | None = None, launch: bool = False,
 ) -> RangeRun:
     """One run of `materialize_all` (or only `assets` of it) over [first_day, last_day] with the platform's
     executor (embedded: its steps in this process; team: on the Celery workers), its resources bound to this
     process's settings now (`checks`: only those of their checks; None: all). It starts once no other run of the
     instance writes the same assets and days (waiting at most `wait_seconds`, None: as long as it takes). When a
     source is refused or not delivered, Dagster skips every step after the raw layer; a second run then
-    materializes what does not read that source, so one source holds back only its readers."""
+    materializes what does not read that source, so one source holds back only its readers. `launch`: each run
+    through the run server (platform_assets/run_server.py, which must be running for the data folder) instead of
+    in this process."""
     from platform_assets.definitions import build_definitions  # noqa: PLC0415  (loads the code location)
 
     settings = load_settings()
+    if launch and not server_file(settings.data_dir).exists():
+        raise SettingsError(f"no run server for {settings.data_dir}: start one with `python -m "
+                            "platform_assets.run_server` (make dev does)")
     definitions = build_definitions(settings)
     job = reconstructable_job(settings)
     graph = definitions.resolve_asset_graph()
@@ -154,7 +180,7 @@ def materialize_range(
     previous = os.environ.get(PLANNED_EVENTS_AS_RANGES)
     os.environ[PLANNED_EVENTS_AS_RANGES] = "true"  # read where the run is created: in this process
     tags = {ASSET_PARTITION_RANGE_START_TAG: first_day.isoformat(), ASSET_PARTITION_RANGE_END_TAG: last_day.isoformat()}
-    span = (first_day, last_day, wait_seconds)
+    span = (first_day, last_day, wait_seconds, launch)
     try:
         result = _execute(instance, settings, job, tags, sorted(selected), assets is None and not never, checks, *span)
         run = RangeRun([result])

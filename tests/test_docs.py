@@ -55,8 +55,9 @@ COVERED = {
         "tests/test_operations.py", "PLATFORM_WAREHOUSE_LOCK_WAIT_SECONDS",
         "runs beside each other on one data folder and on others (every test uses a data folder of its own)"),
     "make test": Covered(".ci/run", "make test", "the command that runs this suite (CI)"),
-    "make dev": Covered("tests/test_ml_backfill.py", "start_daemon, start_webserver",
-                        "`make dev` is `dagster dev` (webserver + daemon) over workspace.yaml: both started there"),
+    "make dev": Covered("tests/test_ml_backfill.py", "start_daemon, start_run_server, start_webserver",
+                        "`make dev` is `dagster dev` (webserver + daemon) over workspace.yaml and the run server: "
+                        "all three started there"),
     "make replay": Covered("tests/test_simulator.py", 'simulator_main(["next"', "`make replay` is `simulator next`"),
     "make rollback": Covered("tests/test_ml_lifecycle.py", '"platform_assets.ml", "rollback"',
                              "`make rollback` is `python -m platform_assets.ml rollback`"),

@@ -1,10 +1,10 @@
 """A backfill of the whole graph over a first short period, launched through Dagster's GraphQL API (what the UI
-sends for "Materialize all" and a partition range) and run by the real daemon: ingestion, the dbt build, training,
-scoring and drift over 7 days of 2013 in a temporary data folder. It makes the runs
-platform_assets.partitions.backfill_runs predicts (five whatever the range, or some of them split further) and
-completes successfully. No version
-passes the gate on 7 days: every requested day of the model layer says why nothing was scored. Each day's checks are
-answered for that day, also those of runs over several days (platform_assets/checks/daily.py)."""
+sends for "Materialize all" and a partition range) and run by the real daemon on the run server, as under `make
+dev`: ingestion, the dbt build, training, scoring and drift over 7 days of 2013 in a temporary data folder. It makes
+the runs platform_assets.partitions.backfill_runs predicts (five whatever the range, or some of them split further)
+and completes successfully. No version passes the gate on 7 days: every requested day of the model layer says why
+nothing was scored. Each day's checks are answered for that day, also those of runs over several days
+(platform_assets/checks/daily.py)."""
 
 import datetime as dt
 import os
@@ -13,8 +13,11 @@ import time
 import dagster as dg
 import pytest
 
-from dagster_servers import environment, graphql, start_daemon, start_webserver, stop, stop_sensors
+from dagster_servers import (
+    environment, graphql, start_daemon, start_run_server, start_webserver, stop, stop_sensors,
+)
 from deliveries import demo_asset_keys
+from platform_assets.run_launcher import RUN_SERVER_TAG
 
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 1, 7)
 DAYS = [str(FIRST + dt.timedelta(days=n)) for n in range((LAST - FIRST).days + 1)]
@@ -50,8 +53,9 @@ def backfill(tmp_path_factory):
     everything = sorted(demo_asset_keys(graph), key=lambda key: key.path)
     env = environment(folder, home)
     server, url = start_webserver(env, folder / "webserver.log")
-    daemon = None
+    daemon = run_server = None
     try:
+        run_server = start_run_server(env, folder / "run_server.log")  # `make dev` is all three
         stop_sensors(url)
         launched = graphql(url, LAUNCH, {"params": {
             "assetSelection": [{"path": key.path} for key in everything], "partitionNames": DAYS,
@@ -73,6 +77,7 @@ def backfill(tmp_path_factory):
                       if check.asset_key in everything and graph.get(check.asset_key).is_partitioned}
     finally:
         stop(daemon)
+        stop(run_server)
         stop(server)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield {"status": status, "seconds": seconds, "instance": instance, "graph": graph,
@@ -94,6 +99,7 @@ def test_a_whole_graph_backfill_completes_successfully_in_the_predicted_runs(bac
         if run.status != dg.DagsterRunStatus.SUCCESS]
     assert backfill["status"] == "COMPLETED_SUCCESS", (backfill["status"], failures)
     assert runs and not failures
+    assert all(RUN_SERVER_TAG in run.tags for run in runs), "each run forked by the run server, as under make dev"
     demo = demo_asset_keys(backfill["graph"])
     predicted = [run & demo for run in backfill_runs(backfill["graph"])]
     # Each run holds assets of one predicted run; a predicted run may come as several when the daemon saw part of

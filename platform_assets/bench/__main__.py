@@ -2,8 +2,8 @@
 
 Per scale: deliver the period (and the day after it) into a landing zone cached under <data>/bench/landing;
 then, in a temporary data folder each, (1) the platform materializes the period as one run, as `make demo`
-does, (2) the next day is materialized as one run (the incremental path), (3) the baseline does the same work
-in one bare process. Every measured side runs as its own child process: wall time from its start to its exit,
+does, (2) the next day is materialized as one run (the incremental path), then the same day again launched on
+the run server as `make dev` launches a delivery's run, (3) the baseline does the same work in one bare process. Every measured side runs as its own child process: wall time from its start to its exit,
 peak RSS of its whole process tree (Dagster's step processes and dbt included), and the timeline of the run's
 steps from the instance's event log (which steps ran at once). Writes <data>/bench/bench_<timestamp>.json and
 latest.json, and prints a table.
@@ -35,7 +35,7 @@ from platform_assets.bench.report import (
     LAYERS, Table, benchmark_tables, bench_period, compare_row_counts, median_seconds, parse_scales, parse_targets,
     per_second, ratio, rows_per_layer, summary_table, team_table,
 )
-from platform_assets.bench.sides import BIN, child_env, run_platform, side_result
+from platform_assets.bench.sides import BIN, child_env, run_platform, run_server, side_result
 from platform_assets.bench.team import bench_embedded_selection, bench_team, team_comparison
 from platform_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, TEAM_VARIABLES, load_settings
 from platform_assets.simulator.deliver import LAST_DATA_DAY, deliver_day, delivered_days
@@ -156,7 +156,14 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         incremental, incremental_phases, incremental_ok = run_platform("next_day", platform_dir, next_day, next_day,
                                                                        env, logs, layer_of_asset, daily=True)
 
-        print(f"    incremental day: {incremental.seconds:.1f} s; baseline", flush=True)
+        print(f"    incremental day: {incremental.seconds:.1f} s; the same day again, launched on the run server",
+              flush=True)
+        with run_server(env, logs / "run_server.log") as server:
+            launched, launched_phases, launched_ok = run_platform(
+                "next_day_launched", platform_dir, next_day, next_day, env, logs, layer_of_asset, daily=True,
+                launch=True, servers={"run server": [server]})
+        launched_seconds = launched_phases.get("requested_to_end_seconds")
+        print(f"    launched day: {launched_seconds} s from the request; baseline", flush=True)
         baseline_dir = work / "baseline"
         baseline_out = baseline_dir / "baseline.json"
         baseline_dir.mkdir()
@@ -220,6 +227,12 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "baseline_new_day_seconds": round(baseline_next.seconds, 1),
         "new_day_ratio": ratio(incremental.seconds, baseline_next.seconds),
         "baseline_new_day_peak_rss_mb": round(baseline_next.peak_rss_mb),
+        # The same day again as `make dev` runs a delivery's run: launched on the warm run server, from the request
+        # (definitions loaded, as in the daemon) to the run's end; peak memory of the client, server and run.
+        "new_day_launched_seconds": launched_seconds,
+        "new_day_launched_ratio": ratio(launched_seconds, baseline_next.seconds) if launched_seconds else None,
+        "new_day_launched_peak_rss_mb": round(launched.peak_rss_mb),
+        "new_day_launched_success": launched_ok,
         "row_counts_match": comparison["row_counts_match"] and history_ok,
         "row_count_mismatches": comparison["mismatches"],
         "platform_success": history_ok,
@@ -238,6 +251,7 @@ def bench_scale(scale: float, first: dt.date, last: dt.date, args, bench_dir: Pa
         "tables": {t.name: {"platform": platform_counts[t.name], "baseline": baseline_counts[t.name]} for t in tables},
         "platform_phases": history_phases,
         "incremental_phases": incremental_phases,
+        "new_day_launched_phases": launched_phases,
         "baseline_phases": baseline_phases,
         "baseline_new_day_phases": baseline_next_phases,
         "deliver_seconds_not_measured": round(deliver_seconds, 1),

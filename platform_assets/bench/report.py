@@ -159,7 +159,8 @@ SUMMARY_COLUMNS = [
     ("scale", "scale"), ("platform_seconds", "platform s"), ("baseline_seconds", "baseline s"), ("ratio", "ratio"),
     ("platform_peak_rss_mb", "platform peak MB"), ("baseline_peak_rss_mb", "baseline peak MB"),
     ("incremental_day_seconds", "new day s"), ("baseline_new_day_seconds", "baseline new day s"),
-    ("new_day_ratio", "new day ratio"), ("row_counts_match", "rows match"),
+    ("new_day_ratio", "new day ratio"), ("new_day_launched_seconds", "new day launched s"),
+    ("new_day_launched_ratio", "launched ratio"), ("row_counts_match", "rows match"),
     ("platform_cpu_seconds", "platform CPU s"), ("baseline_cpu_seconds", "baseline CPU s"),
 ]
 

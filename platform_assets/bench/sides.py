@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,12 +57,13 @@ def environment(values: dict[str, str]):
 
 def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env: dict, logs: Path,
                  layer_of_asset: dict[str, str], daily: bool = False, select: str | None = None,
-                 servers: dict[str, list[int]] | None = None) -> tuple:
+                 servers: dict[str, list[int]] | None = None, launch: bool = False) -> tuple:
     from platform_assets.bench.platform_run import run_phases  # noqa: PLC0415  (imports Dagster)
 
     out = data_dir / f"{label}.json"
     command = [sys.executable, "-m", "platform_assets.bench.platform_run", "--start", str(first), "--end", str(last),
-               "--out", str(out), *(["--daily"] if daily else []), *(["--select", select] if select else [])]
+               "--out", str(out), *(["--daily"] if daily else []), *(["--select", select] if select else []),
+               *(["--launch"] if launch else [])]
     measured = run_measured(command, env, logs / f"{label}.log", REPO_ROOT, servers=servers)
     child = json.loads(out.read_text()) if out.exists() else None
     with environment({name: env[name] for name in ("PLATFORM_TARGET", *TEAM_VARIABLES.values()) if name in env}):
@@ -69,6 +73,28 @@ def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env:
         print(f"    {label}: the platform run FAILED (see {logs / f'{label}.log'})", flush=True)
     return measured, phases, success
 
+
+@contextmanager
+def run_server(env: dict, log: Path, startup_seconds: float = 300) -> Iterator[int]:
+    """The run server `make dev` starts (platform_assets/run_server.py) over the data folder of `env`, ready
+    before anything is measured, as it is under `make dev` before a delivery arrives; its pid. Stopped afterwards."""
+    from platform_assets.run_server import server_file  # noqa: PLC0415
+
+    ready = server_file(Path(env["PLATFORM_DATA_DIR"]))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "platform_assets.run_server"], env=env, cwd=REPO_ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + startup_seconds
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the run server did not start, see {log}")
+            time.sleep(0.2)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(60)
 
 
 def memory_by_group(measured: Measurement) -> dict[str, dict[str, float]]:
