@@ -112,6 +112,7 @@ def test_a_killed_run_process_is_reported_dead_to_run_monitoring(server):
     run = wait_for(instance, run_id, lambda run: run.status == dg.DagsterRunStatus.STARTED, "started")
     pid = int(run.tags[RUN_SERVER_TAG])
     assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    helpers = psutil.Process(pid).children(recursive=True)  # Dagster's log capture (tail): orphaned by the kill
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while (health := instance.run_launcher.check_run_worker_health(run)).status != WorkerStatus.FAILED:
@@ -119,6 +120,8 @@ def test_a_killed_run_process_is_reported_dead_to_run_monitoring(server):
         time.sleep(0.1)
     assert f"process {pid} is gone" in health.msg
     instance.report_run_failed(run, health.msg)  # what run monitoring does with it
+    for helper in helpers:
+        helper.kill()
 
 
 def request(settings, fields: dict | bytes) -> dict:
