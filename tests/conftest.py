@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dagster_servers import PLATFORM_DAY, environment, start_webserver, stop
+from dagster_servers import PLATFORM_DAY, environment, start_run_server, start_webserver, stop
 from lineage_receiver import LineageReceiver
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -170,10 +170,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def webserver(platform):
-    """`dagster-webserver` over `platform` on 127.0.0.1, once its code location has loaded; its URL."""
-    server, url = start_webserver(environment(platform.data_dir, platform.dagster_home),
-                                  platform.data_dir / "webserver.log")
+    """`dagster-webserver` over `platform` on 127.0.0.1, once its code location has loaded, with the run server
+    its runs start on (both as under `make dev`); its URL."""
+    env = environment(platform.data_dir, platform.dagster_home)
+    run_server = start_run_server(env, platform.data_dir / "run_server.log")
     try:
-        yield url
+        server, url = start_webserver(env, platform.data_dir / "webserver.log")
+        try:
+            yield url
+        finally:
+            stop(server)
     finally:
-        stop(server)
+        stop(run_server)

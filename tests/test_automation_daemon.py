@@ -10,9 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from dagster_servers import start_run_server, stop
 from deliveries import demo_asset_keys
 from governance.catalog import load_catalog
 
+from platform_assets.run_launcher import RUN_SERVER_TAG
 from platform_assets.settings import REPO_ROOT
 from test_operations import FAST_QUEUE  # the queue every second: each step of the chain is a queued run
 
@@ -52,10 +54,12 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         # the new delivery beside the history's, which the backfill already ingested.
         assert [str(day) for day in next_days(settings.landing_dir, 1)] == [REPLAYED]
         deliver_day(settings.landing_dir, dt.date.fromisoformat(REPLAYED), settings.seed, settings.scale)
+        env = {**os.environ, "DAGSTER_HOME": str(home)}
+        run_server = start_run_server(env, tmp_path / "run_server.log")  # as `make dev`: runs start on it
         log = (tmp_path / "daemon.log").open("w")
         daemon = subprocess.Popen(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.time() + TIMEOUT_SECONDS
@@ -68,6 +72,7 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         finally:
             daemon.terminate()
             daemon.wait(30)
+            stop(run_server)
             log.close()
         runs = instance.get_runs()
         summary = [(r.tags.get("platform/trigger"), r.tags.get("dagster/partition"), r.status.value,
@@ -83,6 +88,7 @@ def test_a_replayed_day_flows_through_sensor_and_automation(tmp_path, monkeypatc
         for key in EXPECTED:
             assert materialized(instance, key, REPLAYED), (key, summary)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in replay_runs), summary
+        assert all(RUN_SERVER_TAG in r.tags for r in replay_runs), "each forked by the run server"
 
         # The daemon evaluated the freshness policies that come from the catalog's SLAs: all fresh now.
         from platform_assets.definitions import defs

@@ -9,6 +9,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from dagster_servers import PLATFORM_DAY
 from deliveries import demo_asset_keys
+from platform_assets.run_launcher import RUN_SERVER_TAG
 
 RUN_SECONDS = 300
 # docs/operations.md, "A day's check results through the API": keep the two identical.
@@ -34,7 +35,7 @@ def _known_gap(check: dg.AssetCheckKey, graph) -> bool:
     return "Warning only" in (graph.get(check).description or "")
 
 
-def test_a_one_day_run_through_the_api_answers_that_days_checks(webserver):
+def test_a_one_day_run_through_the_api_answers_that_days_checks(webserver, platform):
     from platform_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
@@ -48,6 +49,8 @@ def test_a_one_day_run_through_the_api_answers_that_days_checks(webserver):
         assert time.monotonic() < deadline, f"run {run_id} not finished after {RUN_SECONDS} s: {status}"
         time.sleep(2)
     assert status == dg.DagsterRunStatus.SUCCESS, run_id
+    with dg.DagsterInstance.from_config(str(platform.dagster_home)) as instance:
+        assert RUN_SERVER_TAG in instance.get_run_by_id(run_id).tags, "launched on the run server, as under make dev"
 
     checks = sorted((key for key in graph.asset_check_keys if key.asset_key in selection),
                     key=lambda key: key.to_user_string())
