@@ -83,7 +83,8 @@ def test_a_launched_run_runs_in_a_process_forked_from_the_server_with_the_librar
     assert not metadata["platform definitions loaded"], "the platform's own code is loaded by each run, not preloaded"
     messages = [entry.message for entry in instance.all_logs(run_id)]
     assert f"Started process for run (pid: {metadata['pid']}) on the run server (pid: {process.pid})." in messages
-    assert f"Process for run exited (pid: {metadata['pid']})." in messages
+    exited = f"Process for run exited (pid: {metadata['pid']})."  # stored just after the run's end
+    wait_for(instance, run_id, lambda _: exited in [entry.message for entry in instance.all_logs(run_id)], "exited")
     deadline = time.monotonic() + 10
     while psutil.pid_exists(metadata["pid"]) and psutil.Process(metadata["pid"]).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the run's process exits once the run ends"
