@@ -27,6 +27,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -201,6 +202,31 @@ def _execute(run_id: str) -> int:
             instance.report_engine_event(f"Process for run exited (pid: {pid}).", run)
         run = instance.get_run_by_id(run_id)
         return 0 if run is not None and run.status == dg.DagsterRunStatus.SUCCESS else 1
+
+
+def start(env: dict[str, str], log: Path, startup_seconds: float = 300) -> subprocess.Popen:
+    """Start `python -m platform_assets.run_server` with `env` (output to `log`) and return it once it takes runs:
+    when the data folder's server file names this process, not a file an earlier server left behind."""
+    from platform_assets.settings import REPO_ROOT  # noqa: PLC0415
+
+    path = server_file(Path(env["PLATFORM_DATA_DIR"]))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "platform_assets.run_server"], env=env, cwd=REPO_ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + startup_seconds
+    while True:
+        try:
+            if json.loads(path.read_text()).get("pid") == process.pid:
+                return process
+        except (OSError, ValueError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.terminate()
+            process.wait(60)
+            raise RuntimeError(f"the run server did not start within {startup_seconds:g} s, see {log}:\n"
+                               f"{log.read_text()[-3000:]}")
+        time.sleep(0.2)
 
 
 def hand_over(data_dir: Path, dagster_home: Path, run_id: str, timeout: float = 10.0) -> int:

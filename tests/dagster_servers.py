@@ -91,18 +91,9 @@ def start_daemon(env: dict, log: Path) -> subprocess.Popen:
 
 def start_run_server(env: dict, log: Path) -> subprocess.Popen:
     """The run server `make dev` starts beside Dagster (platform_assets/run_server.py), once it takes runs."""
-    ready = Path(env["PLATFORM_DATA_DIR"]) / "run_server.json"
-    server = _start([sys.executable, "-m", "platform_assets.run_server"], env, log)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    try:
-        while not ready.exists():
-            assert server.poll() is None, f"the run server exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no run server after {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
-        return server
-    except BaseException:
-        stop(server)
-        raise
+    from platform_assets.run_server import start  # noqa: PLC0415
+
+    return start(env, log, STARTUP_SECONDS)
 
 
 def stop(process: subprocess.Popen | None) -> None:

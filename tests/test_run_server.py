@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,10 +19,9 @@ from dagster._core.launcher import WorkerStatus
 
 from platform_assets.instance import prepare_instance
 from platform_assets.run_launcher import RUN_SERVER_TAG
-from platform_assets.run_server import RunServerError, hand_over, server_file
+from platform_assets.run_server import RunServerError, hand_over, server_file, start
 from platform_assets.settings import load_settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS = str(Path(__file__).with_name("run_server_jobs.py"))
 STARTUP_SECONDS = 180
 RUN_SECONDS = 120
@@ -38,16 +35,11 @@ def server(tmp_path_factory):
         env.setenv("PLATFORM_DATA_DIR", str(data_dir))
         settings = load_settings()
         prepare_instance(settings)
-        log = data_dir / "run_server.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "platform_assets.run_server"], cwd=REPO_ROOT,
-            env={**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}, stdout=log.open("w"),
-            stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not server_file(data_dir).exists():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"no run server after {STARTUP_SECONDS} s:\n{log.read_text()}"
-            time.sleep(0.2)
+        # A file an earlier server left behind (killed) must not pass for this one's.
+        server_file(data_dir).write_text(json.dumps({"port": 1, "token": "stale", "pid": 1}))
+        process = start({**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}, data_dir / "run_server.log",
+                        STARTUP_SECONDS)
+        assert json.loads(server_file(data_dir).read_text())["pid"] == process.pid
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             yield process, settings, instance
         process.terminate()

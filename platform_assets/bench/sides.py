@@ -6,9 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,22 +73,13 @@ def run_platform(label: str, data_dir: Path, first: dt.date, last: dt.date, env:
 
 
 @contextmanager
-def run_server(env: dict, log: Path, startup_seconds: float = 300) -> Iterator[int]:
+def run_server(env: dict, log: Path) -> Iterator[int]:
     """The run server `make dev` starts (platform_assets/run_server.py) over the data folder of `env`, ready
     before anything is measured, as it is under `make dev` before a delivery arrives; its pid. Stopped afterwards."""
-    from platform_assets.run_server import server_file  # noqa: PLC0415
+    from platform_assets.run_server import start  # noqa: PLC0415
 
-    ready = server_file(Path(env["PLATFORM_DATA_DIR"]))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "platform_assets.run_server"], env=env, cwd=REPO_ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)
+    process = start(env, log)
     try:
-        deadline = time.monotonic() + startup_seconds
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the run server did not start, see {log}")
-            time.sleep(0.2)
         yield process.pid
     finally:
         process.terminate()
