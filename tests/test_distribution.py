@@ -33,6 +33,23 @@ def test_reference_bins_survive_a_round_trip_and_name_their_band():
     assert [psi_band(v) for v in (0.05, 0.1, 0.3, float("nan"))] == ["stable", "moderate", "significant", "no data"]
 
 
+def test_reference_bins_are_the_quantile_bins_of_the_values():
+    """Each bin holds the reference values between its cuts (quantiles of the values), whatever the ties, nulls
+    and integer types; few distinct values get a bin each."""
+    rng = np.random.default_rng(3)
+    for values in (rng.normal(0, 1, 5_000), np.round(rng.normal(0, 3, 5_000)), rng.integers(0, 40, 3_000),
+                   np.where(rng.random(2_000) < 0.1, np.nan, rng.gamma(2, 2, 2_000))):
+        present = values[~np.isnan(values)] if values.dtype.kind == "f" else values.astype(float)
+        bins = reference_bins(values)
+        cuts = np.unique(np.quantile(present, np.linspace(0, 1, 11)))[1:-1]
+        assert bins.cuts == tuple(cuts.tolist()) and not bins.values
+        expected = np.bincount(np.searchsorted(cuts, present, side="right"), minlength=len(cuts) + 1)
+        assert bins.shares == tuple((expected / len(present)).tolist())
+    few = reference_bins(np.array([3, 1, 3, 3, 2, 1]))
+    assert few.values == (1.0, 2.0, 3.0) and few.shares == (2 / 6, 1 / 6, 3 / 6, 0.0) and not few.cuts
+    assert reference_bins(np.array([], dtype=float)) == ReferenceBins(shares=(0.0,))
+
+
 def test_schema_differences_name_removed_added_and_retyped_columns():
     from platform_assets.checks.schema_change import schema_differences
 

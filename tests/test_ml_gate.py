@@ -159,12 +159,15 @@ def test_a_model_card_is_valid_json_with_every_section():
 
 @pytest.mark.parametrize("labels, probabilities", [
     (np.random.default_rng(7).integers(0, 2, 5000), np.random.default_rng(8).random(5000)),
+    (np.random.default_rng(7).integers(0, 2, 5000), np.round(np.random.default_rng(8).random(5000), 1)),  # ties
+    ([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]),  # one threshold
+    ([0, 1], [0.9, 0.1]),
     ([0, 1, 1, 0, 1], [0.0, 1.0, 0.0, 1.0, 0.5]),  # certain and wrong: log loss clipped at eps, as scikit-learn
     ([0, 0, 0], [0.1, 0.7, 0.3]),  # one class: no rank metrics
     ([1, 1], [0.9, 0.2]),
 ])
 def test_the_metrics_are_scikit_learns(labels, probabilities):
-    from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
+    from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
     from platform_assets.ml.model import evaluate
 
@@ -173,7 +176,26 @@ def test_the_metrics_are_scikit_learns(labels, probabilities):
     assert metrics["brier_score"] == pytest.approx(brier_score_loss(labels, probabilities, pos_label=1), rel=1e-12)
     assert metrics["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=[0, 1]), rel=1e-12)
     assert metrics["accuracy"] == accuracy_score(labels, probabilities >= 0.5)
-    assert np.isnan(metrics["roc_auc"]) == (len(set(labels.tolist())) < 2)
+    if len(set(labels.tolist())) < 2:
+        assert np.isnan(metrics["roc_auc"]) and np.isnan(metrics["average_precision"])
+    else:
+        assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, probabilities), rel=1e-12)
+        assert metrics["average_precision"] == pytest.approx(average_precision_score(labels, probabilities), rel=1e-12)
+
+
+def test_a_logged_dataset_has_the_schema_mlflow_infers():
+    from mlflow.types.utils import _infer_schema
+
+    from platform_assets.ml.assets import pandas_dataset
+
+    frame = pd.DataFrame({  # the training set's kinds of columns, with and without nulls
+        "flight_date": pd.to_datetime(["2013-01-01", "2013-01-02", None]),
+        "carrier": pd.array(["UA", "B6", "UA"], dtype="string"), "origin": ["EWR", None, "JFK"],
+        "hour": np.array([5, 6, 7], dtype="int32"), "age": pd.array([3, None, 5], dtype="Int32"),
+        "temp": [1.5, np.nan, 2.0], "distance": [1.0, 2.0, 3.0], "delayed": [True, False, True]})
+    dataset = pandas_dataset(frame, name="marts.flight_features", digest="d", targets="delayed")
+    assert dataset.schema == _infer_schema(frame)
+    assert dataset.to_dict()["schema"] and dataset.profile == {"num_rows": 3, "num_elements": 24}
 
 
 def test_metrics_refuse_what_they_cannot_judge():

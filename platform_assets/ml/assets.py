@@ -82,6 +82,25 @@ def log_artifacts(files: dict[str, bytes | str], run_id: str | None = None) -> N
             mlflow.MlflowClient().log_artifacts(run_id, folder)
 
 
+def pandas_dataset(frame, **dataset_args):
+    """`mlflow.data.from_pandas(frame, ...)` with its schema inferred from whole columns. MLflow's own inference
+    visits every value in Python to find nulls and the types of text columns: 3 s for the history's 300,000
+    training rows, where pandas takes 0.04 s for the same schema (tests/test_ml_gate.py compares the two)."""
+    import mlflow  # noqa: PLC0415
+    from mlflow.types import ColSpec, Schema  # noqa: PLC0415
+    from mlflow.types.utils import _infer_pandas_column  # noqa: PLC0415
+
+    def column_type(column):
+        # A text column's type is the type of its values: the same from each distinct value once.
+        return _infer_pandas_column(column.drop_duplicates() if column.dtype.kind == "O" else column)
+
+    dataset = mlflow.data.from_pandas(frame, **dataset_args)
+    # PandasDataset.schema is a functools.cached_property: a value set on the instance is the cached one.
+    dataset.schema = Schema([ColSpec(type=column_type(frame[name]), name=name, required=not frame[name].isna().any())
+                             for name in frame.columns])
+    return dataset
+
+
 def model_owner() -> dict:
     """The owner of ml/delay_model in the governance catalog: team, steward, contact and on-call."""
     catalog = load_catalog()
@@ -206,10 +225,8 @@ def delay_model(
                                        for metric, value in evaluate(labels, champion_scores).items()})
         for frame_used, digest, role in ((split.train, training_version, "training"),
                                          (split.holdout, holdout_version, "evaluation")):
-            mlflow_client.log_input(
-                mlflow_client.data.from_pandas(frame_used, name=FEATURES_TABLE, digest=digest, targets=LABEL),
-                context=role,
-            )
+            mlflow_client.log_input(pandas_dataset(frame_used, name=FEATURES_TABLE, digest=digest, targets=LABEL),
+                                    context=role)
         mlflow_client.set_tags(tags)
         log_artifacts({
             "evaluation.png": plot,

@@ -86,12 +86,12 @@ def build_pipeline(seed: int, hyperparameters: dict[str, float] = HYPERPARAMETER
 
 
 def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """The model's metrics of 0/1 `labels` against `probabilities` of 1. The rank metrics are scikit-learn's; the
-    Brier score, log loss and accuracy are their definitions in NumPy (scikit-learn's own, as it computes them:
-    log loss with probabilities clipped to the float's eps), since live quality evaluates every day's versions
-    and segments and scikit-learn's argument validation cost more than the arithmetic (docs/benchmark.md)."""
+    """The model's metrics of 0/1 `labels` against `probabilities` of 1: scikit-learn's definitions, computed in
+    NumPy as scikit-learn computes them (log loss with probabilities clipped to the float's eps; the rank metrics
+    from one sort, tied scores as one threshold), since live quality evaluates every day's versions and segments
+    and scikit-learn's argument validation costs 30 times the arithmetic (docs/benchmark.md; tests/test_ml_gate.py
+    compares the two)."""
     import numpy as np  # noqa: PLC0415
-    from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: PLC0415
 
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
@@ -102,9 +102,10 @@ def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     both_classes = len(np.unique(labels)) == 2
     positive = labels == 1
     eps = np.finfo(probabilities.dtype).eps
+    roc_auc, average_precision = _rank_metrics(labels, probabilities) if both_classes else (float("nan"),) * 2
     return {
-        "roc_auc": float(roc_auc_score(labels, probabilities)) if both_classes else float("nan"),
-        "average_precision": float(average_precision_score(labels, probabilities)) if both_classes else float("nan"),
+        "roc_auc": roc_auc,
+        "average_precision": average_precision,
         "brier_score": float(np.mean((positive - probabilities) ** 2)),
         "log_loss": float(-np.mean(np.log(np.clip(np.where(positive, probabilities, 1 - probabilities),
                                                   eps, 1 - eps)))),
@@ -112,3 +113,19 @@ def evaluate(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
         "positive_rate": float(labels.mean()),
         "rows": float(len(labels)),
     }
+
+
+def _rank_metrics(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
+    """ROC AUC and average precision of labels with both classes: each distinct score, from the highest, is a
+    threshold; the ROC curve's area by the trapezoidal rule, the precision at each threshold weighted by the
+    recall it adds."""
+    import numpy as np  # noqa: PLC0415
+
+    order = np.argsort(probabilities, kind="stable")[::-1]
+    scores, positive = probabilities[order], labels[order] == 1
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # the last flight of each threshold
+    true_pos = np.cumsum(positive)[last]
+    false_pos = (last + 1) - true_pos
+    roc_auc = np.trapezoid(np.r_[0, true_pos] / true_pos[-1], np.r_[0, false_pos] / false_pos[-1])
+    average_precision = np.sum(np.diff(np.r_[0, true_pos]) / true_pos[-1] * (true_pos / (last + 1)))
+    return float(roc_auc), float(average_precision)
