@@ -92,10 +92,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         with self.run_connection(events[0].run_id) as connection:
             connection.execute(insert, rows)
         with self.index_transaction() as connection:
-            ids = [connection.execute(insert, row).inserted_primary_key[0] for row in rows]
+            # One statement for all rows, their ids returned in the order of the rows (SQLite 3.35's RETURNING).
+            ids = connection.execute(insert.returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                                     rows).scalars().all()
             if types == {CHECK_EVALUATION}:
-                for event, row, event_id in zip(events, rows, ids, strict=True):
-                    _record_check_execution(connection, event, row["event"], event_id)
+                _record_check_executions(connection, events, rows, ids)
                 return
             self._store_asset_event_tags(connection, events, ids)
             # The asset's row records its latest event: the last one of each asset in the batch.
@@ -112,10 +113,33 @@ _UPDATE_CHECK_ROW = AssetCheckExecutionsTable.update().where(db.and_(
     _CHECK_ROW.run_id == db.bindparam("row_run_id"), _CHECK_ROW.partition == db.bindparam("row_partition")))
 
 
-def _record_check_execution(connection, event: EventLogEntry, serialized: str, event_id: int) -> None:
-    """The check execution row of the evaluation (planned by the run for its check and partition) gets its
+def _record_check_executions(connection, events: Sequence[EventLogEntry], rows: list[dict], ids: list[int]) -> None:
+    """The check execution row of each evaluation (planned by the run for its check and partition) gets its
     result; without a planned row, a new row. What SqlEventLogStorage._update_asset_check_evaluation does, in the
-    batch's transaction, with one statement built once for every partitioned evaluation."""
+    batch's transaction: the partitioned evaluations in one statement, which updates one planned row each when the
+    run planned them all (the usual case), else again one by one."""
+    changes = [_check_execution(event, row["event"], event_id) for event, row, event_id in zip(events, rows, ids,
+                                                                                                strict=True)]
+    daily = [change for change in changes if change[1]["partition"] is not None]
+    if daily and connection.execute(_UPDATE_CHECK_ROW, [{**values, **where} for where, values in daily]).rowcount \
+            == len(daily):
+        changes = [change for change in changes if change[1]["partition"] is None]
+    for where, values in changes:
+        if values["partition"] is None:
+            updated = connection.execute(AssetCheckExecutionsTable.update().where(db.and_(
+                _CHECK_ROW.asset_key == where["row_asset_key"], _CHECK_ROW.check_name == where["row_check_name"],
+                _CHECK_ROW.run_id == where["row_run_id"], _CHECK_ROW.partition.is_(None))).values(**values)).rowcount
+        else:
+            updated = connection.execute(_UPDATE_CHECK_ROW, {**values, **where}).rowcount
+        if updated == 0:
+            connection.execute(AssetCheckExecutionsTable.insert().values(
+                asset_key=where["row_asset_key"], check_name=where["row_check_name"], run_id=where["row_run_id"],
+                **values))
+
+
+def _check_execution(event: EventLogEntry, serialized: str, event_id: int) -> tuple[dict, dict]:
+    """The check execution row an evaluation updates (its key, check, run and partition, as parameters of
+    _UPDATE_CHECK_ROW) and its new values."""
     evaluation = event.dagster_event.event_specific_data
     status = (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
               else AssetCheckExecutionRecordStatus.FAILED).value
@@ -125,15 +149,6 @@ def _record_check_execution(connection, event: EventLogEntry, serialized: str, e
         evaluation_event_storage_id=event_id, partition=evaluation.partition,
         materialization_event_storage_id=(evaluation.target_materialization_data.storage_id
                                           if evaluation.target_materialization_data else None))
-    key, check_name = evaluation.asset_key.to_string(), evaluation.check_name
-    if evaluation.partition is None:
-        updated = connection.execute(AssetCheckExecutionsTable.update().where(db.and_(
-            _CHECK_ROW.asset_key == key, _CHECK_ROW.check_name == check_name, _CHECK_ROW.run_id == event.run_id,
-            _CHECK_ROW.partition.is_(None))).values(**values)).rowcount
-    else:
-        updated = connection.execute(_UPDATE_CHECK_ROW, {
-            **values, "row_asset_key": key, "row_check_name": check_name, "row_run_id": event.run_id,
-            "row_partition": evaluation.partition}).rowcount
-    if updated == 0:
-        connection.execute(AssetCheckExecutionsTable.insert().values(
-            asset_key=key, check_name=check_name, run_id=event.run_id, **values))
+    where = {"row_asset_key": evaluation.asset_key.to_string(), "row_check_name": evaluation.check_name,
+             "row_run_id": event.run_id, "row_partition": evaluation.partition}
+    return where, values

@@ -91,3 +91,41 @@ def test_check_rows_are_the_ones_dagsters_own_sqlite_storage_writes(tmp_path: Pa
     expected = check_rows(dagsters)
     assert len(expected) == 5 and {row[4] for row in expected} == {"SUCCEEDED", "FAILED"}
     assert check_rows(ours) == expected
+    # each row names the stored evaluation it holds (the ids the batch's one insert returned, in order)
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as Table
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as Events
+
+    with ours.index_connection() as connection:
+        pairs = connection.execute(db.select(Table.c.evaluation_event, Events.c.event).join(
+            Events, Events.c.id == Table.c.evaluation_event_storage_id)).fetchall()
+    assert len(pairs) == 5 and all(held == stored for held, stored in pairs)
+
+
+def test_a_batch_of_check_evaluations_all_planned_updates_their_rows(tmp_path: Path):
+    """The usual batch: every day planned. One update statement for the batch, the same rows as Dagster's."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (AssetCheckEvaluation,
+                                                                              AssetCheckEvaluationPlanned)
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+
+    days = [f"2013-01-{day:02d}" for day in range(1, 31)]
+    key = dg.AssetKey(["marts", "flights"])
+    subset = dg.DailyPartitionsDefinition("2013-01-01").empty_subset().with_partition_keys(days).to_serializable_subset()
+
+    def entry(kind: DagsterEventType, data) -> EventLogEntry:
+        event = DagsterEvent(event_type_value=kind.value, job_name="job", event_specific_data=data)
+        return EventLogEntry(error_info=None, level=20, user_message="", run_id="run", timestamp=time.time(),
+                             dagster_event=event)
+
+    planned = entry(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+                    AssetCheckEvaluationPlanned(asset_key=key, check_name="daily", partitions_subset=subset))
+    evaluations = [entry(DagsterEventType.ASSET_CHECK_EVALUATION, AssetCheckEvaluation(
+        asset_key=key, check_name="daily", passed=day[-1] != "7", metadata={}, partition=day)) for day in days]
+    ours = BatchedSqliteEventLogStorage(base_dir=str(tmp_path / "ours"))
+    dagsters = SqliteEventLogStorage(base_dir=str(tmp_path / "dagster"))
+    for storage in (ours, dagsters):
+        storage.store_event(planned)
+    ours.store_event_batch(evaluations)
+    for event in evaluations:
+        dagsters.store_event(event)
+    assert check_rows(ours) == check_rows(dagsters)
+    assert [row[4] for row in check_rows(ours)].count("FAILED") == 3 and len(check_rows(ours)) == 30
