@@ -21,6 +21,13 @@ def engine_event(run_id: str, message: str) -> EventLogEntry:
                          dagster_event=event)
 
 
+def entry(kind: DagsterEventType, data) -> EventLogEntry:
+    """An event of run `run` with `data`."""
+    event = DagsterEvent(event_type_value=kind.value, job_name="job", event_specific_data=data)
+    return EventLogEntry(error_info=None, level=20, user_message="", run_id="run", timestamp=time.time(),
+                         dagster_event=event)
+
+
 def open_databases(folder: Path) -> list[str]:
     return [item.path for item in psutil.Process().open_files() if item.path.startswith(str(folder))]
 
@@ -67,11 +74,6 @@ def test_check_rows_are_the_ones_dagsters_own_sqlite_storage_writes(tmp_path: Pa
     key = dg.AssetKey(["raw", "flights"])
     subset = dg.DailyPartitionsDefinition("2013-01-01").empty_subset().with_partition_keys(days).to_serializable_subset()
 
-    def entry(kind: DagsterEventType, data) -> EventLogEntry:
-        event = DagsterEvent(event_type_value=kind.value, job_name="job", event_specific_data=data)
-        return EventLogEntry(error_info=None, level=20, user_message="", run_id="run", timestamp=time.time(),
-                             dagster_event=event)
-
     planned = [entry(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED, AssetCheckEvaluationPlanned(
                    asset_key=key, check_name=name, partitions_subset=part))
                for name, part in (("daily", subset), ("whole", None))]
@@ -110,11 +112,6 @@ def test_a_batch_of_check_evaluations_all_planned_updates_their_rows(tmp_path: P
     days = [f"2013-01-{day:02d}" for day in range(1, 31)]
     key = dg.AssetKey(["marts", "flights"])
     subset = dg.DailyPartitionsDefinition("2013-01-01").empty_subset().with_partition_keys(days).to_serializable_subset()
-
-    def entry(kind: DagsterEventType, data) -> EventLogEntry:
-        event = DagsterEvent(event_type_value=kind.value, job_name="job", event_specific_data=data)
-        return EventLogEntry(error_info=None, level=20, user_message="", run_id="run", timestamp=time.time(),
-                             dagster_event=event)
 
     planned = entry(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
                     AssetCheckEvaluationPlanned(asset_key=key, check_name="daily", partitions_subset=subset))
