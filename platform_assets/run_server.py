@@ -54,6 +54,18 @@ def server_file(data_dir: Path) -> Path:
     return Path(data_dir) / SERVER_FILE
 
 
+def server_running(data_dir: Path) -> bool:
+    """Whether the process the data folder's server file names is a run server that still runs (a server that was
+    killed leaves its file behind)."""
+    import psutil  # noqa: PLC0415
+
+    try:
+        pid = int(json.loads(server_file(data_dir).read_text())["pid"])
+        return "platform_assets.run_server" in psutil.Process(pid).cmdline()
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
 def preload() -> None:
     for module in PRELOAD:
         importlib.import_module(module)

@@ -21,7 +21,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from platform_assets.progress import follow_run
 from platform_assets.run_admission import create_admitted_run, runner_tag
-from platform_assets.run_server import server_file
+from platform_assets.run_server import server_file, server_running
 from platform_assets.settings import Settings, SettingsError, load_settings
 from platform_assets.sources.landing import delivered_manifests
 
@@ -158,9 +158,11 @@ def materialize_range(
     from platform_assets.definitions import build_definitions  # noqa: PLC0415  (loads the code location)
 
     settings = load_settings()
-    if launch and not server_file(settings.data_dir).exists():
-        raise SettingsError(f"no run server for {settings.data_dir}: start one with `python -m "
-                            "platform_assets.run_server` (make dev does)")
+    if launch and not server_running(settings.data_dir):
+        found = server_file(settings.data_dir)
+        raise SettingsError(f"no run server runs for {settings.data_dir} ({found} "
+                            f"{'was left by a server that stopped' if found.exists() else 'is absent'}): start one "
+                            "with `python -m platform_assets.run_server` (make dev does)")
     definitions = build_definitions(settings)
     job = reconstructable_job(settings)
     graph = definitions.resolve_asset_graph()

@@ -158,3 +158,23 @@ def test_without_a_server_runs_are_launched_through_the_code_server(data_dir):
         [run] = instance.get_runs(limit=1)
         assert any("The run server refused the run" in entry.message and "is not a run server's file"
                    in entry.message for entry in instance.all_logs(run.run_id))
+
+
+def test_a_headless_launch_needs_a_running_server_not_only_its_file(data_dir):
+    """`platform_run --launch` has no code server to fall back to: with no server, or only the file of one that
+    stopped, it says so before creating a run."""
+    import datetime as dt
+
+    from platform_assets.runner import materialize_range
+    from platform_assets.settings import SettingsError
+
+    settings = load_settings()
+    prepare_instance(settings)
+    day = dt.date(2013, 1, 1)
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        with pytest.raises(SettingsError, match="run_server.json is absent"):
+            materialize_range(instance, day, day, show_progress=False, launch=True)
+        server_file(data_dir).write_text(json.dumps({"port": 1, "token": "t", "pid": os.getpid()}))  # not a server
+        with pytest.raises(SettingsError, match="run_server.json was left by a server that stopped"):
+            materialize_range(instance, day, day, show_progress=False, launch=True)
+        assert instance.get_runs() == []
