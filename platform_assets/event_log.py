@@ -9,7 +9,9 @@ one statement to the run's database and in one transaction to the cross-run inde
 materializations. Configured in dagster.yaml by platform_assets.instance.
 
 A check planned over a run's days gets one row per day, and Dagster serialises the planned event again for each
-row; here once per check. Evaluations with a day update their planned row with one statement built once.
+row; here once per check. A batch of evaluations updates the planned rows of its days in one statement. Any other
+batch Dagster hands over (the planned events with which a run is created: materializations and checks) is stored
+event by event as Dagster stores it, but in one connection and one transaction per database for the whole batch.
 
 Every other event (a run's 300-odd step, log and check events on a new day) is still stored one at a time, and
 Dagster builds a new SQLAlchemy engine for every connection: about half of each event's cost. This storage keeps the
@@ -23,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 
 import sqlalchemy as db
 from dagster._core.events import DagsterEventType
@@ -50,20 +53,46 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[db.Connection]:
-        """SqliteEventLogStorage._connect with the shard's engine kept (the parent disposes of it each time)."""
-        with self._db_lock:
-            engines = self.__dict__.setdefault("_engines", OrderedDict())
-            engine = engines.pop(shard, None) or db.create_engine(
-                self.conn_string_for_shard(shard), poolclass=NullPool,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            engines[shard] = engine  # the most recently used last
-            while len(engines) > KEPT_ENGINES:
-                engines.popitem(last=False)
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as connection, connection.begin():
-                yield connection
+        """SqliteEventLogStorage._connect with the shard's engine kept (the parent disposes of it each time). Within
+        `_one_transaction_per_database`, the connection that batch opened for the shard."""
+        shared = getattr(self._thread, "shared", None)
+        if shared is not None:  # this thread holds the lock for its batch
+            if shard not in shared:
+                shared[shard] = self._thread.opened.enter_context(self._transaction(shard))
+            yield shared[shard]
+            return
+        with self._db_lock, self._transaction(shard) as connection:
+            yield connection
+
+    @contextmanager
+    def _transaction(self, shard: str) -> Iterator[db.Connection]:
+        engines = self.__dict__.setdefault("_engines", OrderedDict())
+        engine = engines.pop(shard, None) or db.create_engine(
+            self.conn_string_for_shard(shard), poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        engines[shard] = engine  # the most recently used last
+        while len(engines) > KEPT_ENGINES:
+            engines.popitem(last=False)
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        with engine.connect() as connection, connection.begin():
+            yield connection
+
+    @property
+    def _thread(self) -> threading.local:
+        return self.__dict__.setdefault("_thread_state", threading.local())
+
+    @contextmanager
+    def _one_transaction_per_database(self) -> Iterator[None]:
+        """Every connection Dagster's code asks for inside is the one connection of its database for the whole
+        block, committed at its end (rolled back on an error): what costs a single event most is opening,
+        committing and closing its three or four connections."""
+        with self._db_lock, ExitStack() as opened:
+            self._thread.shared, self._thread.opened = {}, opened
+            try:
+                yield
+            finally:
+                self._thread.shared = None
 
     def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
         """Dagster's: one planned row per partition of the run's range, with the event serialised once for all of
@@ -83,7 +112,8 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         types = {event.dagster_event_type for event in events}
         if len({e.run_id for e in events}) > 1 or not events[0].run_id or not (
                 types <= BATCHED_TYPES or types == {CHECK_EVALUATION}):
-            super().store_event_batch(events)  # one at a time
+            with self._one_transaction_per_database():  # a run's planned events, say: each as Dagster stores it
+                super().store_event_batch(events)
             return
         # Each event serialised once for both databases and the check's row (Dagster's statements serialise it
         # again for each), and one compiled statement with the rows as parameters.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
+import pytest
 import sqlalchemy as db
 from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
 from dagster._core.events.log import EventLogEntry
@@ -126,3 +127,53 @@ def test_a_batch_of_check_evaluations_all_planned_updates_their_rows(tmp_path: P
         dagsters.store_event(event)
     assert check_rows(ours) == check_rows(dagsters)
     assert [row[4] for row in check_rows(ours)].count("FAILED") == 3 and len(check_rows(ours)) == 30
+
+
+def test_a_runs_planned_events_stored_as_one_batch_are_the_rows_dagster_stores_one_at_a_time(tmp_path: Path):
+    """The planned events Dagster hands over as one batch when it creates a run (materializations and checks mixed)
+    go through Dagster's own code in one transaction per database: the same rows in the run's database and in the
+    index, no file left open; an event that fails leaves none of the batch."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
+    from dagster._core.events import AssetMaterializationPlannedData
+    from dagster._core.storage.event_log import SqliteEventLogStorage
+    from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
+
+    days = dg.DailyPartitionsDefinition("2013-01-01").empty_subset().with_partition_keys(
+        ["2013-01-01", "2013-01-02"]).to_serializable_subset()
+    keys = [dg.AssetKey(["raw", "flights"]), dg.AssetKey(["marts", "flights"])]
+    planned = [entry(DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+                     AssetMaterializationPlannedData(key, partition=None, partitions_subset=days)) for key in keys]
+    planned += [entry(DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+                      AssetCheckEvaluationPlanned(asset_key=key, check_name="rows", partitions_subset=days))
+                for key in keys]
+
+    def index_rows(storage) -> list[tuple]:
+        with storage.index_connection() as connection:
+            events = connection.execute(db.select(
+                SqlEventLogStorageTable.c.dagster_event_type, SqlEventLogStorageTable.c.asset_key,
+                SqlEventLogStorageTable.c.run_id).order_by(SqlEventLogStorageTable.c.id)).fetchall()
+            assets = connection.execute(db.select(AssetKeyTable.c.asset_key).order_by(AssetKeyTable.c.asset_key))
+            return [tuple(row) for row in events] + [tuple(row) for row in assets.fetchall()]
+
+    ours = BatchedSqliteEventLogStorage(base_dir=str(tmp_path / "ours"))
+    dagsters = SqliteEventLogStorage(base_dir=str(tmp_path / "dagster"))
+    ours.store_event_batch(planned)
+    for event in planned:
+        dagsters.store_event(event)
+    assert [e.dagster_event_type for e in ours.get_logs_for_run("run")] == [
+        e.dagster_event_type for e in dagsters.get_logs_for_run("run")]
+    assert index_rows(ours) == index_rows(dagsters) and len(index_rows(ours)) == 6
+    assert check_rows(ours) == check_rows(dagsters) and len(check_rows(ours)) == 4
+    assert open_databases(tmp_path) == [] and not (tmp_path / "ours" / "run.db-wal").exists()
+
+    class FailingOnChecks(BatchedSqliteEventLogStorage):
+        def store_asset_check_event(self, event, event_id):
+            raise OSError("disk full")
+
+    failing = FailingOnChecks(base_dir=str(tmp_path / "ours"))
+    model = dg.AssetKey(["ml", "model"])
+    with pytest.raises(OSError, match="disk full"):  # the check's event comes after the model's in the batch
+        failing.store_event_batch([entry(DagsterEventType.ASSET_MATERIALIZATION_PLANNED, AssetMaterializationPlannedData(
+            model, partition=None, partitions_subset=days)), planned[2]])
+    assert index_rows(ours) == index_rows(dagsters) and len(ours.get_logs_for_run("run")) == 4
+    assert open_databases(tmp_path) == []
