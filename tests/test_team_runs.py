@@ -73,7 +73,8 @@ def worker_names(instance: dg.DagsterInstance, run_id: str) -> set[str]:
 def test_runners_over_different_days_run_at_once_and_over_the_same_day_take_turns(team, delivered,  # noqa: F811
                                                                                   tmp_path):
     """Runners A (days 1-2) and B (days 3-4) at once, and C (day 2) started once their runs have started: A's and B's
-    steps run at the same time on the workers; C's run is created only once A's has finished."""
+    steps share the workers, neither run waiting for the other's end; C's run is created only once A's has
+    finished."""
     log_path = tmp_path / "runners.log"
     began = time.time()
     with log_path.open("w") as log, dg.DagsterInstance.get() as instance:
@@ -128,7 +129,11 @@ def test_runners_over_different_days_run_at_once_and_over_the_same_day_take_turn
         overlapping = [(a, b) for a, (start_a, end_a, _) in steps_a.items() for b, (start_b, end_b, _) in steps_b.items()
                        if max(start_a, start_b) < min(end_a, end_b)]
         print(f"steps of the two runs at the same time: {overlapping}")
-        assert overlapping, f"no step of one run overlapped a step of the other: {windows}"
+        # Neither run waited for the other to end: each one's steps began before the other's last step ended. (Steps
+        # of both at the same moment are usual but not certain: each run's two raw steps can take both workers.)
+        span_a, span_b = ((min(start for start, _, _ in steps.values()), max(end for _, end, _ in steps.values()))
+                          for steps in (steps_a, steps_b))
+        assert span_a[0] < span_b[1] and span_b[0] < span_a[1], f"one run waited for the other's end: {windows}"
         used = {pid for steps in windows.values() for _, _, pid in steps.values()}
         assert len(used) == 2, "both workers took steps"
 
