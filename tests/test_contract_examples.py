@@ -146,3 +146,25 @@ def test_a_source_the_catalog_does_not_know_shows_no_value(warehouse, sources):
     assert violation.examples == ["'***' (tickets_2024-05-02.csv row 2)"]
     assert duplicate_keys(warehouse, "raw.tickets", sources["tickets"]).examples == [
         "'***' twice in tickets_2024-05-02.csv (rows 2 and 3)"]
+
+
+def test_the_key_rules_count_what_a_direct_grouping_of_the_key_counts(warehouse, sources):
+    """The key rules find their candidate rows by the key's hash first: their counts equal a direct grouping of
+    the key's values, for a composite typed key and many keys, repeated within a day and across days."""
+    for day in (DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY):
+        warehouse.execute(
+            "INSERT INTO raw.readings (meter, slot, _data_date, _source_file, _row_number) "
+            "SELECT (i * 7919 + $salt) % 700, ['am', 'pm', NULL][i % 3 + 1], $day, $path, i FROM range(2500) t(i)",
+            {"salt": day.day * 11, "day": day, "path": f"/landing/readings/readings_{day}.parquet"})
+    readings = "raw.readings"
+    within_day = warehouse.execute(
+        "SELECT sum(n - 1) FROM (SELECT count(*) AS n FROM raw.readings WHERE meter IS NOT NULL AND slot IS NOT NULL "
+        "GROUP BY _data_date, meter, slot HAVING n > 1)").fetchall()[0][0]
+    across_days = warehouse.execute(
+        "SELECT count(*) FROM raw.readings SEMI JOIN (SELECT meter, slot FROM raw.readings WHERE slot IS NOT NULL "
+        "GROUP BY ALL HAVING min(_data_date) < max(_data_date)) AS k USING (meter, slot)").fetchall()[0][0]
+    assert within_day > 100 and across_days > 100
+    assert duplicate_keys(warehouse, readings, sources["readings"], READINGS).rows == within_day
+    [rule] = [r for r in contract_rules(sources["readings"]) if r.kind == "key_across_days"]
+    [violation] = evaluate_rules(warehouse, readings, [rule], READINGS)
+    assert violation.rows == across_days
