@@ -14,9 +14,9 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
-import adbc_driver_postgresql.dbapi as adbc
 import duckdb
 import psycopg2
 import pytest
@@ -27,6 +27,7 @@ from platform_assets.sources.definitions import SOURCES
 from platform_assets.sources.ingest import ingest
 from platform_assets.team.postgres import start_postgres, stop_postgres
 from platform_assets.transformations.dbt_target import PASSWORD_VARIABLE, dbt_target_env, warehouse_connection_env
+from platform_assets.warehouse.postgres import PostgresWarehouse
 
 DBT = Path(sys.executable).parent / "dbt"
 # The switch of the bookings' flight_date format (MM-DD-YYYY from 2013-07-01) falls in the second build.
@@ -122,16 +123,17 @@ def _deliver_unreadable_values(connection: duckdb.DuckDBPyConnection) -> dict[st
 def _copy_raw_tables(duckdb_path: Path, postgres_url: str) -> None:
     """The raw schema's tables, types and rows, from the DuckDB file into PostgreSQL (Arrow batches through ADBC),
     with their statistics, as a loader leaves them (without, PostgreSQL plans the staging joins row by row)."""
-    with duckdb.connect(str(duckdb_path), read_only=True) as source, adbc.connect(postgres_url) as target:
+    target = PostgresWarehouse(postgres_url)  # its connection, on which the ADBC driver types strings as text
+    with duckdb.connect(str(duckdb_path), read_only=True) as source, closing(target):
         tables = [name for (name,) in source.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()]
-        with target.cursor() as cursor:
+        with target.server().cursor() as cursor:
             cursor.execute("CREATE SCHEMA raw")
             for table in tables:
                 cursor.adbc_ingest(table, source.sql(f"SELECT * FROM raw.{table}").to_arrow_table(), mode="create",
                                    db_schema_name="raw")
                 cursor.execute(f"ANALYZE raw.{table}")
-        target.commit()
+        target.server().commit()
 
 
 def _plan_as_for_large_tables(url: str) -> None:
@@ -353,7 +355,6 @@ def test_the_audited_marts_are_published_and_described_alike_on_both_targets(bot
     """The dbt step's publish (marts_audit -> marts, the run's range, one transaction) and the metadata it reports,
     through the warehouse interface: the same rows on both; publishing the same range again changes nothing."""
     from platform_assets.warehouse.duckdb_file import DuckDBWarehouse
-    from platform_assets.warehouse.postgres import PostgresWarehouse
 
     marts = ["flights", "bookings", "bookings_quarantine", "flight_features"]
     first, last = FIRST_BUILD[0], SECOND_BUILD[1]

@@ -344,3 +344,29 @@ def test_a_snapshot_loaded_by_two_runs_at_once_is_published_once(team, delivered
     assert not errors, errors
     rows = server_rows(team, "planes", ["tailnum", "_data_date"])
     assert rows and len(rows) == len(set(rows)), "every plane of the snapshot once"
+
+
+def test_tables_the_platform_creates_get_the_mapped_types_under_parallel_plans(team):
+    """A frame written to a new table (replace_days) gets the mapped PostgreSQL types, also when the server plans
+    catalog queries in parallel. The ADBC driver's own CREATE looks the Arrow string type up in pg_type without an
+    ORDER BY, and under a parallel plan gave refcursor instead of text for 1 table in 40."""
+    import pandas as pd
+
+    with psycopg2.connect(team.url) as connection, connection.cursor() as cursor:
+        connection.autocommit = True
+        for setting in ("parallel_setup_cost = 0", "parallel_tuple_cost = 0", "min_parallel_table_scan_size = 0"):
+            cursor.execute(f"ALTER DATABASE {connection.info.dbname} SET {setting}")
+    frame = pd.DataFrame({"data_date": [dt.date(2013, 6, 3)], "s": ["a"], "i": [7], "x": [1.5], "b": [True],
+                          "t": pd.to_datetime(["2013-06-03 10:00"])})
+    expected = [("data_date", "date"), ("s", "text"), ("i", "bigint"), ("x", "double precision"), ("b", "boolean"),
+                ("t", "timestamp without time zone")]
+    for n in range(40):
+        team.close()  # a new connection each time: the driver reads pg_type when it connects
+        assert team.replace_days(f"scores.t{n}", frame, DAYS[0], DAYS[0]) == 1
+        with psycopg2.connect(team.url) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                           "WHERE attrelid = $1::regclass AND attnum > 0 ORDER BY attnum".replace("$1", "%s"),
+                           [f"scores.t{n}"])
+            assert cursor.fetchall() == expected, n
+    assert team.read("SELECT s, i, x, b, t FROM scores.t0").to_dict("records") == [
+        {"s": "a", "i": 7, "x": 1.5, "b": True, "t": pd.Timestamp("2013-06-03 10:00")}]

@@ -45,6 +45,7 @@ POSTGRES_TYPES = {
     "TIMESTAMPTZ": "timestamp with time zone", "TIMESTAMP WITH TIME ZONE": "timestamp with time zone",
 }  # written as PostgreSQL writes them back (format_type)
 DECIMAL = re.compile(r"(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)")
+CONNECT_ATTEMPTS = 10  # a new connection when the driver typed strings as refcursor (_strings_are_text)
 RUN_KEYS = "platform_run_keys"  # the batch's keys, a temporary table of the server session
 
 
@@ -100,6 +101,19 @@ def _numeric_as_double(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
                  for index, column in enumerate(batch.columns)], schema=schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _strings_are_text(connection) -> bool:
+    """Whether the ADBC driver of `connection` sends a string as text. On connecting, it maps each PostgreSQL type
+    to its own by the type's receive function, reading pg_type with a query that has no ORDER BY; text and
+    refcursor share textrecv, and the first row read wins. Under a parallel plan (a large catalog, or the cost
+    settings a test sets) refcursor came first in 1 connection of 40: every string parameter was then a refcursor
+    (no hashtext, no to_regclass) and every table it created had refcursor columns (no equality operator)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_typeof($1)::text", ["text"])
+        typed = cursor.fetchone()[0]
+    connection.rollback()
+    return typed == "text"
 
 
 class PublishedOnServer(PublishedRows):
@@ -165,13 +179,22 @@ class PostgresWarehouse(Warehouse):
         if self._connection is None:
             import adbc_driver_postgresql.dbapi  # noqa: PLC0415  (only the team target needs it)
 
-            try:
-                self._connection = adbc_driver_postgresql.dbapi.connect(self.url)
-            except adbc_driver_postgresql.dbapi.Error as error:
-                reason = str(error).splitlines()[0].rsplit(" failed: ", 1)[-1]
-                where = urlsplit(self.url)  # named without the login and password
-                raise WarehouseUnreachable(f"PLATFORM_WAREHOUSE_URL: cannot connect to the warehouse at "
-                                           f"{where.hostname}:{where.port or 5432}{where.path}: {reason}") from None
+            where = urlsplit(self.url)  # named without the login and password
+            where = f"{where.hostname}:{where.port or 5432}{where.path}"
+            for _ in range(CONNECT_ATTEMPTS):
+                try:
+                    connection = adbc_driver_postgresql.dbapi.connect(self.url)
+                except adbc_driver_postgresql.dbapi.Error as error:
+                    reason = str(error).splitlines()[0].rsplit(" failed: ", 1)[-1]
+                    raise WarehouseUnreachable(
+                        f"PLATFORM_WAREHOUSE_URL: cannot connect to the warehouse at {where}: {reason}") from None
+                if _strings_are_text(connection):
+                    self._connection = connection
+                    break
+                connection.close()
+            else:
+                raise WarehouseUnreachable(f"the warehouse at {where}: the ADBC driver typed text as refcursor in "
+                                           f"{CONNECT_ATTEMPTS} connections in a row (see _strings_are_text)")
         return self._connection
 
     def close(self) -> None:
