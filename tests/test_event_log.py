@@ -177,3 +177,18 @@ def test_a_runs_planned_events_stored_as_one_batch_are_the_rows_dagster_stores_o
             model, partition=None, partitions_subset=days)), planned[2]])
     assert index_rows(ours) == index_rows(dagsters) and len(ours.get_logs_for_run("run")) == 4
     assert open_databases(tmp_path) == []
+
+
+def test_a_table_found_in_the_index_is_kept_and_a_missing_one_is_asked_again(tmp_path: Path):
+    storage = BatchedSqliteEventLogStorage(base_dir=str(tmp_path))
+    assert storage.has_table("asset_check_executions") and storage.supports_asset_checks
+    assert not storage.has_table("added_later")
+    index = db.create_engine(storage.conn_string_for_shard("index"))
+    with index.begin() as connection:
+        connection.execute(db.text("CREATE TABLE added_later (x INTEGER)"))
+    assert storage.has_table("added_later"), "a no is not kept"
+    with index.begin() as connection:
+        connection.execute(db.text("DROP TABLE added_later"))
+    assert storage.has_table("added_later"), "a yes is kept (Dagster drops no table while it runs)"
+    index.dispose()
+    storage.dispose()
