@@ -6,9 +6,10 @@ before and during its steps, and 2-3 s of interpreter shutdown after them (docs/
 with the libraries loaded and, once its events are stored, leaves as a forked worker does (atexit handlers, then
 os._exit, without tearing the interpreter down).
 
-The platform's own code is not preloaded: each run imports `platform_assets` and loads its job after the fork (about
-0.6 s), so an edited definition, catalog or dbt manifest is what the run uses, as through the code server. A library
-upgrade needs the server restarted.
+Before it takes runs, it warms dbt up once (`warm_up`): the per-process caches a first dbt invocation fills are then
+filled for every run. The platform's own code is not preloaded: each run imports `platform_assets` and loads its job
+after the fork (about 0.6 s), so an edited definition, catalog or dbt manifest is what the run uses, as through the
+code server. A library upgrade needs the server restarted.
 
 `python -m platform_assets.run_server` (`make dev` starts it beside Dagster). It listens on 127.0.0.1 on a free port
 and writes the port and a random token to $PLATFORM_DATA_DIR/run_server.json, readable by this user only. The
@@ -71,10 +72,52 @@ def preload() -> None:
         importlib.import_module(module)
 
 
+def warm_up(data_dir: Path) -> None:
+    """Pay here, once, what a process pays on its first dbt invocation and every run's process paid again (about
+    1.4 s of a launched day's 8.7 s, docs/benchmark.md): dbt's JSON schemas of the project and profile classes and
+    mashumaro's (de)serializers of the manifest's nodes, built on first use and cached for the process; and
+    inspect's table of modules by file, which dbt's behavior flags fill by searching all four thousand loaded
+    modules. One `dbt ls` of the project from the data folder's parse state, into a scratch folder (it reads the
+    profile, not the warehouse). A failure is reported and changes nothing: the runs then pay these costs
+    themselves. The platform's own modules it imports are dropped afterwards, so that each run imports them anew."""
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415
+
+    from platform_assets.settings import DBT_PROJECT_DIR, load_settings  # noqa: PLC0415
+    from platform_assets.transformations.dbt_target import dbt_target_env  # noqa: PLC0415
+    from platform_assets.transformations.in_process import close_duckdb  # noqa: PLC0415
+
+    started = time.monotonic()
+    before = dict(os.environ)
+    try:
+        with tempfile.TemporaryDirectory(prefix="run-server-dbt-") as scratch:
+            state = data_dir / "dbt" / "partial_parse.msgpack"  # transformations/dbt_assets.py: PARSE_STATE
+            if state.exists():
+                shutil.copyfile(state, Path(scratch) / state.name)
+            os.environ.update(dbt_target_env(load_settings()))
+            result = dbtRunner().invoke(["--log-level", "none", "--log-level-file", "none", "--log-path", scratch, "ls",
+                                         "--project-dir", str(DBT_PROJECT_DIR),
+                                         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", scratch])
+        outcome = "done" if result.success else f"failed ({result.exception or 'dbt ls failed'})"
+    except Exception as error:  # noqa: BLE001  (a warm-up: the runs work without it)
+        outcome = f"failed ({type(error).__name__}: {error})"
+    finally:
+        close_duckdb()  # `ls` opens no warehouse; were it to, the server would hold the file for its whole life
+        os.environ.clear()
+        os.environ.update(before)
+        for name in [name for name in sys.modules if name == "platform_assets" or name.startswith("platform_assets.")]:
+            if name != __name__:
+                del sys.modules[name]
+    print(f"run server: dbt warm-up {outcome} in {time.monotonic() - started:.1f} s", flush=True)
+
+
 def serve(data_dir: Path, dagster_home: Path) -> None:
     """Accept runs until SIGTERM or SIGINT. Each request is one JSON line, {"token", "run_id", "dagster_home"};
     the answer is {"pid"} of the run's process, or {"error"}."""
     preload()
+    warm_up(data_dir)
     gc.collect()
     gc.freeze()  # what was preloaded is shared with every run: their collections do not walk it again
     token = secrets.token_urlsafe(32)

@@ -14,7 +14,15 @@ def where_it_runs(context: dg.OpExecutionContext) -> None:
         "pid": os.getpid(), "parent": os.getppid(),
         "scikit-learn loaded": "sklearn.pipeline" in sys.modules,
         "platform definitions loaded": "platform_assets.definitions" in sys.modules,
+        # what the server's dbt warm-up leaves for every run: dbt's JSON schemas of its project and profile classes
+        "dbt schemas built": _dbt_schemas_built(),
     }))
+
+
+def _dbt_schemas_built() -> int:
+    if "dbt_common.dataclass_schema" not in sys.modules:
+        return 0
+    return sys.modules["dbt_common.dataclass_schema"].dbtClassMixin.json_schema.cache_info().currsize
 
 
 @dg.op

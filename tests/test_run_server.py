@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import psutil
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob
@@ -73,6 +74,7 @@ def test_a_launched_run_runs_in_a_process_forked_from_the_server_with_the_librar
     assert metadata["pid"] != process.pid and int(run.tags[RUN_SERVER_TAG]) == metadata["pid"]
     assert metadata["scikit-learn loaded"], "the step found the run libraries loaded"
     assert not metadata["platform definitions loaded"], "the platform's own code is loaded by each run, not preloaded"
+    assert metadata["dbt schemas built"] > 0, "dbt's per-process caches were filled once, by the server's warm-up"
     messages = [entry.message for entry in instance.all_logs(run_id)]
     assert f"Started process for run (pid: {metadata['pid']}) on the run server (pid: {process.pid})." in messages
     exited = f"Process for run exited (pid: {metadata['pid']})."  # stored just after the run's end
@@ -81,6 +83,13 @@ def test_a_launched_run_runs_in_a_process_forked_from_the_server_with_the_librar
     while psutil.pid_exists(metadata["pid"]) and psutil.Process(metadata["pid"]).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the run's process exits once the run ends"
         time.sleep(0.1)
+
+
+def test_the_server_s_dbt_warm_up_succeeds_and_leaves_the_warehouse_free(server):
+    _, settings, _ = server
+    assert "run server: dbt warm-up done" in (settings.data_dir / "run_server.log").read_text()
+    settings.warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(settings.warehouse_path)).close()  # fails while another process holds the file
 
 
 def test_terminating_a_run_interrupts_its_process_and_cancels_it(server):

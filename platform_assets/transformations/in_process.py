@@ -67,7 +67,7 @@ class InProcessDbt:
             self.stdout.put(_error_line(f"dbt crashed: {type(error).__name__}: {error}"))
             self.returncode = 2
         finally:
-            _close_duckdb()
+            close_duckdb()
             self._restore()
             _ONE_AT_A_TIME.release()
             self._done.set()
@@ -126,7 +126,7 @@ def _set_environment(env: dict[str, str]):
     return restore
 
 
-def _close_duckdb() -> None:
+def close_duckdb() -> None:
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager  # noqa: PLC0415
     except ImportError:  # another adapter (team: dbt-postgres closes its connections itself)
