@@ -43,6 +43,7 @@ PRELOAD = ("scipy.special", "numpy", "pandas", "pyarrow", "sklearn.pipeline", "s
            "dagster._core.storage.sqlite_storage", "dagster._core.storage.event_log.sqlite", "dagster_dbt",
            "dbt.cli.main", "dbt.adapters.duckdb")
 SERVER_FILE = "run_server.json"
+WARM_UP_VARIABLE = "PLATFORM_RUN_SERVER_WARM_UP"  # "0": no dbt warm-up (set when it left threads behind)
 REQUEST_BYTES = 4096
 ACCEPT_SECONDS = 1.0  # how often the server looks for runs that have ended while it waits for requests
 
@@ -72,13 +73,23 @@ def preload() -> None:
         importlib.import_module(module)
 
 
+def threads_left_by(work) -> int:
+    """How many more threads this process has after `work()` than before (native ones included)."""
+    import psutil  # noqa: PLC0415
+
+    before = psutil.Process().num_threads()
+    work()
+    return max(0, psutil.Process().num_threads() - before)
+
+
 def warm_up(data_dir: Path) -> None:
     """Pay here, once, what a process pays on its first dbt invocation and every run's process paid again (about
     1.4 s of a launched day's 8.7 s, docs/benchmark.md): dbt's JSON schemas of the project and profile classes and
     mashumaro's (de)serializers of the manifest's nodes, built on first use and cached for the process; and
     inspect's table of modules by file, which dbt's behavior flags fill by searching all four thousand loaded
     modules. One `dbt ls` of the project from the data folder's parse state, into a scratch folder (it reads the
-    profile, not the warehouse). A failure is reported and changes nothing: the runs then pay these costs
+    profile, not the warehouse), without dbt's static parser: that one starts a pool of native threads (Rust's
+    rayon), and a forked run that parsed a model then waited forever for the pool's workers. A failure is reported and changes nothing: the runs then pay these costs
     themselves. The platform's own modules it imports are dropped afterwards, so that each run imports them anew."""
     import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
@@ -97,7 +108,8 @@ def warm_up(data_dir: Path) -> None:
             if state.exists():
                 shutil.copyfile(state, Path(scratch) / state.name)
             os.environ.update(dbt_target_env(load_settings()))
-            result = dbtRunner().invoke(["--log-level", "none", "--log-level-file", "none", "--log-path", scratch, "ls",
+            result = dbtRunner().invoke(["--log-level", "none", "--log-level-file", "none", "--log-path", scratch,
+                                         "--no-static-parser", "ls",
                                          "--project-dir", str(DBT_PROJECT_DIR),
                                          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", scratch])
         outcome = "done" if result.success else f"failed ({result.exception or 'dbt ls failed'})"
@@ -117,7 +129,14 @@ def serve(data_dir: Path, dagster_home: Path) -> None:
     """Accept runs until SIGTERM or SIGINT. Each request is one JSON line, {"token", "run_id", "dagster_home"};
     the answer is {"pid"} of the run's process, or {"error"}."""
     preload()
-    warm_up(data_dir)
+    if os.environ.get(WARM_UP_VARIABLE) != "0":
+        if left := threads_left_by(lambda: warm_up(data_dir)):
+            # A forked run has none of the server's threads: a library that started a pool (dbt's Rust parser does,
+            # under --static-parser) would wait forever on workers that do not exist in the run's process.
+            print(f"run server: the dbt warm-up left {left} thread(s) running that a forked run would not have; "
+                  "starting again without it", flush=True)
+            os.execve(sys.executable, [sys.executable, "-m", "platform_assets.run_server"],
+                      {**os.environ, WARM_UP_VARIABLE: "0"})
     gc.collect()
     gc.freeze()  # what was preloaded is shared with every run: their collections do not walk it again
     token = secrets.token_urlsafe(32)

@@ -31,6 +31,28 @@ def sleeps(context: dg.OpExecutionContext) -> None:
     time.sleep(300)
 
 
+@dg.op
+def parses_models_on_a_thread(context: dg.OpExecutionContext) -> None:
+    """What dbt does on its thread of a step when it parses models: its static parser (native, with a thread pool
+    of its own). It waited forever in a run forked from a server whose warm-up had started that pool."""
+    import threading
+
+    from dbt_extractor import py_extract_from_source
+
+    found = []
+    model = "{{{{ config(materialized='table') }}}} select * from {{{{ ref('model_{}') }}}} join {{{{ source('s', 't') }}}}"
+    parser = threading.Thread(target=lambda: found.extend(
+        py_extract_from_source(model.format(n))["refs"] for n in range(20)))
+    parser.start()
+    parser.join()
+    context.log_event(dg.AssetMaterialization("parsed", metadata={"refs": len(found)}))
+
+
+@dg.job(executor_def=dg.in_process_executor)  # as the platform's embedded runs: steps in the run's process
+def parses_models():
+    parses_models_on_a_thread()
+
+
 @dg.job(executor_def=dg.in_process_executor)  # as the platform's embedded runs: steps in the run's process
 def reports_its_process():
     where_it_runs()

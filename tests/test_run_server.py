@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from dagster._core.launcher import WorkerStatus
 
 from platform_assets.instance import prepare_instance
 from platform_assets.run_launcher import RUN_SERVER_TAG
-from platform_assets.run_server import RunServerError, hand_over, server_file, start
+from platform_assets.run_server import RunServerError, hand_over, server_file, start, threads_left_by
 from platform_assets.settings import load_settings
 
 JOBS = str(Path(__file__).with_name("run_server_jobs.py"))
@@ -83,6 +84,23 @@ def test_a_launched_run_runs_in_a_process_forked_from_the_server_with_the_librar
     while psutil.pid_exists(metadata["pid"]) and psutil.Process(metadata["pid"]).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the run's process exits once the run ends"
         time.sleep(0.1)
+
+
+def test_a_run_parses_models_with_dbt_s_native_parser_after_the_warm_up(server):
+    """The fixture's data folder is new: the warm-up parsed the whole project, and must not have started the native
+    parser's thread pool, which a forked run does not have."""
+    _, _, instance = server
+    run = wait_for(instance, launch(instance, "parses_models"), lambda run: run.is_finished, "finished")
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    [materialization] = instance.fetch_materializations(dg.AssetKey("parsed"), limit=1).records
+    assert materialization.asset_materialization.metadata["refs"].value == 20
+
+
+def test_threads_left_behind_by_work_are_counted():
+    stop = threading.Event()
+    assert threads_left_by(lambda: None) == 0
+    assert threads_left_by(lambda: threading.Thread(target=stop.wait).start()) == 1
+    stop.set()
 
 
 def test_the_server_s_dbt_warm_up_succeeds_and_leaves_the_warehouse_free(server):
