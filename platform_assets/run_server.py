@@ -89,8 +89,9 @@ def warm_up(data_dir: Path) -> None:
     inspect's table of modules by file, which dbt's behavior flags fill by searching all four thousand loaded
     modules. One `dbt ls` of the project from the data folder's parse state, into a scratch folder (it reads the
     profile, not the warehouse), without dbt's static parser: that one starts a pool of native threads (Rust's
-    rayon), and a forked run that parsed a model then waited forever for the pool's workers. A failure is reported and changes nothing: the runs then pay these costs
-    themselves. The platform's own modules it imports are dropped afterwards, so that each run imports them anew."""
+    rayon), and a forked run that parsed a model then waited forever for the pool's workers. A failure is reported
+    and changes nothing: the runs then pay these costs themselves. The platform's own modules it imports are
+    dropped afterwards, so that each run imports them anew."""
     import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 

@@ -40,7 +40,8 @@ def parses_models_on_a_thread(context: dg.OpExecutionContext) -> None:
     from dbt_extractor import py_extract_from_source
 
     found = []
-    model = "{{{{ config(materialized='table') }}}} select * from {{{{ ref('model_{}') }}}} join {{{{ source('s', 't') }}}}"
+    model = ("{{{{ config(materialized='table') }}}} select * from {{{{ ref('model_{}') }}}} "
+             "join {{{{ source('s', 't') }}}}")
     parser = threading.Thread(target=lambda: found.extend(
         py_extract_from_source(model.format(n))["refs"] for n in range(20)))
     parser.start()
