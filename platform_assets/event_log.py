@@ -23,9 +23,9 @@ as before.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-import threading
 from contextlib import ExitStack, contextmanager
 
 import sqlalchemy as db

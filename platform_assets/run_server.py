@@ -98,17 +98,16 @@ def warm_up(data_dir: Path) -> None:
     from dbt.cli.main import dbtRunner  # noqa: PLC0415
 
     from platform_assets.settings import DBT_PROJECT_DIR, load_settings  # noqa: PLC0415
-    from platform_assets.transformations.dbt_target import dbt_target_env  # noqa: PLC0415
-    from platform_assets.transformations.in_process import close_duckdb  # noqa: PLC0415
+    from platform_assets.transformations.dbt_target import dbt_target_env, parse_state  # noqa: PLC0415
+    from platform_assets.transformations.in_process import close_duckdb, set_environment  # noqa: PLC0415
 
     started = time.monotonic()
-    before = dict(os.environ)
+    restore = None
     try:
         with tempfile.TemporaryDirectory(prefix="run-server-dbt-") as scratch:
-            state = data_dir / "dbt" / "partial_parse.msgpack"  # transformations/dbt_assets.py: PARSE_STATE
-            if state.exists():
+            if (state := parse_state(data_dir)).exists():
                 shutil.copyfile(state, Path(scratch) / state.name)
-            os.environ.update(dbt_target_env(load_settings()))
+            restore = set_environment(dbt_target_env(load_settings()))
             result = dbtRunner().invoke(["--log-level", "none", "--log-level-file", "none", "--log-path", scratch,
                                          "--no-static-parser", "ls",
                                          "--project-dir", str(DBT_PROJECT_DIR),
@@ -118,8 +117,8 @@ def warm_up(data_dir: Path) -> None:
         outcome = f"failed ({type(error).__name__}: {error})"
     finally:
         close_duckdb()  # `ls` opens no warehouse; were it to, the server would hold the file for its whole life
-        os.environ.clear()
-        os.environ.update(before)
+        if restore is not None:
+            restore()
         for name in [name for name in sys.modules if name == "platform_assets" or name.startswith("platform_assets.")]:
             if name != __name__:
                 del sys.modules[name]

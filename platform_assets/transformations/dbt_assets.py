@@ -19,7 +19,7 @@ from platform_assets.metadata import column_schema
 from platform_assets.partitions import daily_partitions, partition_dates, single_run
 from platform_assets.resources import WAREHOUSE_OP_TAGS, WarehouseResource
 from platform_assets.settings import DBT_PROJECT_DIR, load_settings
-from platform_assets.transformations.dbt_target import dbt_target_env
+from platform_assets.transformations.dbt_target import PARSE_STATE, dbt_target_env, parse_state
 from platform_assets.transformations.publish import PUBLISHED_SCHEMA
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -130,8 +130,6 @@ def dbt_lock_wait_env(wait_seconds: float) -> dict[str, str]:
 # its model and what is upstream of it (tests/test_backfill_plan.py).
 TESTS_OF_THE_RUN = {"DBT_INDIRECT_SELECTION": "buildable"}
 
-PARSE_STATE = "partial_parse.msgpack"
-
 
 def dbt_target_path(data_dir: Path, run_id: str) -> Path:
     """A new target folder for one dbt invocation under <data>/dbt/target (its artifacts stay with the run's data),
@@ -140,7 +138,7 @@ def dbt_target_path(data_dir: Path, run_id: str) -> Path:
     folder does, and dbt re-parsed the whole project in every run."""
     target = data_dir / "dbt" / "target" / f"{run_id[:8]}-{uuid.uuid4().hex[:7]}"
     target.mkdir(parents=True)
-    state = data_dir / "dbt" / PARSE_STATE
+    state = parse_state(data_dir)
     if state.exists():
         shutil.copyfile(state, target / PARSE_STATE)
     return target
@@ -151,7 +149,7 @@ def keep_parse_state(data_dir: Path, target: Path) -> None:
     if (target / PARSE_STATE).exists():
         staged = data_dir / "dbt" / f".{target.name}.{PARSE_STATE}"
         shutil.copyfile(target / PARSE_STATE, staged)
-        staged.replace(data_dir / "dbt" / PARSE_STATE)
+        staged.replace(parse_state(data_dir))
 
 
 def model_seconds(run_results: dict) -> dict[str, float]:

@@ -15,6 +15,7 @@ import os
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from platform_assets.settings import DBT_PROJECT_DIR, Settings, SettingsError, load_settings
@@ -23,6 +24,12 @@ URL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psyc
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # dbt hides the values of DBT_ENV_SECRET_* variables in its logs and artifacts.
 PASSWORD_VARIABLE = "DBT_ENV_SECRET_WAREHOUSE_PASSWORD"
+PARSE_STATE = "partial_parse.msgpack"
+
+
+def parse_state(data_dir: Path) -> Path:
+    """The parse state the next dbt invocation on this data folder starts from (transformations/dbt_assets.py)."""
+    return Path(data_dir) / "dbt" / PARSE_STATE
 
 
 def _url_error(reason: str) -> SettingsError:

@@ -44,7 +44,7 @@ class InProcessDbt:
         _ONE_AT_A_TIME.acquire()
         try:
             # Events reach us by callback, not on stdout; dbt.log keeps its default level (it follows stdout's).
-            self._restore = _set_environment({"DBT_LOG_LEVEL_FILE": "debug", **env, "DBT_LOG_LEVEL": "none"})
+            self._restore = set_environment({"DBT_LOG_LEVEL_FILE": "debug", **env, "DBT_LOG_LEVEL": "none"})
             threading.Thread(target=self._run, name="dbt", daemon=True).start()
         except BaseException:
             _ONE_AT_A_TIME.release()
@@ -111,7 +111,7 @@ def _error_line(message: str) -> bytes:
                                   "invocation_id": ""}, "data": {}})
 
 
-def _set_environment(env: dict[str, str]):
+def set_environment(env: dict[str, str]):
     """`env` on this process; the returned function puts back what these variables were before."""
     before = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
